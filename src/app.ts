@@ -1,0 +1,138 @@
+/**
+ * Builds a running proxy from a config: the client-facing server, the admin server and the
+ * observers, with graceful draining. main.ts adds the process concerns (signals, exit).
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { createAdminServer, type MetricsEndpoint } from './admin.ts';
+import type { Config } from './config.ts';
+import { every, errorMessage } from './log.ts';
+import { createDispatcher } from './proxy/dispatcher.ts';
+import { ShuttingDownError, type ProxyError } from './proxy/errors.ts';
+import { createForwarder, type BodyRewriter } from './proxy/forward.ts';
+import { ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
+import { Router } from './proxy/routes.ts';
+import { createProxyServer } from './proxy/server.ts';
+import { createWebSocketProxy } from './proxy/websocket.ts';
+
+export interface Components {
+  observers: ExchangeObserver[];
+  /** Extra refusal checks (e.g. AUDIT_REQUIRED with an unwritable journal). */
+  admission: Array<() => ProxyError | null>;
+  bodyRewriter?: BodyRewriter;
+  metrics: MetricsEndpoint | null;
+  health: () => Record<string, unknown>;
+  /** Counts a tap failure (metrics); logging is done here. */
+  onTapFailure?: (stage: string) => void;
+}
+
+export interface RunningProxy {
+  url: string;
+  adminUrl: string;
+  /** Stops accepting, lets in-flight exchanges finish within graceMs, then cuts the rest. */
+  drain(graceMs: number): Promise<void>;
+}
+
+function listen(server: Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const { address, port: bound } = server.address() as AddressInfo;
+      resolve(`${address.includes(':') ? `[${address}]` : address}:${bound}`);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+export const VERSION = '0.1.0';
+
+export async function startProxy(config: Config, components: Components): Promise<RunningProxy> {
+  const startedAt = Date.now();
+  let draining = false;
+  const dispatcher: Dispatcher = createDispatcher(config);
+  const router = new Router(config.upstreamUrl, config.routes);
+  const observers = new ObserverSet((err, stage) => {
+    components.onTapFailure?.(stage);
+    every(`tap:${stage}`, 10_000, 'error', 'observer failed; the exchange went on', { stage, error: errorMessage(err) });
+  });
+  for (const observer of components.observers) observers.add(observer);
+  const dropHeaders = new Set([config.audit.institutionHeader]);
+  if (config.forwardedHeaders) for (const h of ['x-forwarded-for', 'x-forwarded-proto']) dropHeaders.add(h);
+  const admission = (): ProxyError | null => {
+    for (const check of components.admission) {
+      const refused = check();
+      if (refused !== null) return refused;
+    }
+    return null;
+  };
+
+  const forward = createForwarder({
+    dispatcher,
+    router,
+    observers,
+    dropHeaders,
+    forwardedHeaders: config.forwardedHeaders,
+    admission,
+    bodyRewriter: components.bodyRewriter,
+  });
+  const upgrade = createWebSocketProxy({
+    router,
+    observers,
+    dropHeaders,
+    admission,
+    upstreamCa: config.upstreamCa,
+    handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 60_000),
+  });
+  const upgraded = new Set<Duplex>();
+  const server = createProxyServer(
+    config,
+    (req, res) => {
+      // Exchanges on a kept-alive connection still finish while draining, but the connection closes after.
+      if (draining) res.setHeader('connection', 'close');
+      forward(req, res);
+    },
+    (req, socket, head) => {
+      if (draining) {
+        socket.destroy(new ShuttingDownError('proxy is shutting down'));
+        return;
+      }
+      upgraded.add(socket);
+      socket.once('close', () => upgraded.delete(socket));
+      upgrade(req, socket, head);
+    },
+  );
+  const admin = createAdminServer({
+    health: () => ({ status: 'ok', version: VERSION, uptimeSeconds: (Date.now() - startedAt) / 1000, draining, ...components.health() }),
+    ready: () => {
+      if (draining) return { ready: false, reason: 'draining' };
+      const refused = admission();
+      return refused === null ? { ready: true } : { ready: false, reason: refused.code };
+    },
+    metrics: components.metrics,
+  });
+
+  const scheme = config.tls === null ? 'http' : 'https';
+  const address = await listen(server, config.port, config.host);
+  const adminAddress = await listen(admin, config.adminPort, config.adminHost);
+
+  return {
+    url: `${scheme}://${address}`,
+    adminUrl: `http://${adminAddress}`,
+    async drain(graceMs) {
+      draining = true;
+      const closed = closeServer(server);
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([closed, grace]);
+      server.closeAllConnections();
+      for (const socket of upgraded) socket.destroy();
+      await closed;
+      await Promise.all([closeServer(admin), dispatcher.close()]);
+    },
+  };
+}

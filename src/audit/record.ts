@@ -1,0 +1,83 @@
+/**
+ * The audit record, schema 1: one document per proxied exchange or WebSocket session.
+ * The field names are a public contract (shared/design/audit-record.md): add, never rename.
+ */
+
+export const AUDIT_SCHEMA_VERSION = 1;
+
+export type BodyEncoding = 'json' | 'text' | 'multipart' | 'omitted';
+
+export type Outcome =
+  | 'ok'
+  | 'upstream_unreachable'
+  | 'upstream_timeout'
+  | 'upstream_reset'
+  | 'client_aborted'
+  | 'rejected';
+
+export type HeaderMap = Record<string, string | string[]>;
+
+export type MultipartPart =
+  | { name: string; value: string; truncated?: boolean }
+  | { name: string; filename: string; contentType: string | null; bytes: number; sha256: string };
+
+export interface CapturedBody {
+  contentType: string | null;
+  bytes: number;
+  body: unknown;
+  bodyEncoding: BodyEncoding;
+  truncated: boolean;
+  sha256: string;
+}
+
+export interface Usage {
+  inputTokens: number | null;
+  outputTokens: number | null;
+  totalTokens: number | null;
+  cachedTokens: number | null;
+  reasoningTokens: number | null;
+}
+
+export interface OpenAIInfo {
+  operation: string;
+  requestModel: string | null;
+  responseModel: string | null;
+  stream: boolean;
+  usage: Usage | null;
+  finishReasons: string[];
+  responseId: string | null;
+  outputText: string | null;
+  upstreamRequestId: string | null;
+  organization: string | null;
+  processingMs: number | null;
+}
+
+export interface WebSocketInfo {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  closeCode: number | null;
+  closeReason: string | null;
+  closedBy: 'client' | 'upstream' | 'proxy' | null;
+}
+
+export interface AuditRecord {
+  _id: string;
+  schema: number;
+  startedAt: Date;
+  endedAt: Date;
+  durationMs: number;
+  upstreamTtfbMs: number | null;
+  institution: string | null;
+  client: { address: string | null; userAgent: string | null };
+  apiKey: { fingerprint: string; hint: string } | null;
+  upstream: string;
+  request: CapturedBody & { method: string; path: string; query: string | null; headers: HeaderMap };
+  response: CapturedBody & { status: number | null; headers: HeaderMap; streamed: boolean };
+  openai: OpenAIInfo | null;
+  websocket?: WebSocketInfo;
+  outcome: Outcome;
+  error: { type: string; message: string } | null;
+  trace: { traceId: string; spanId: string } | null;
+}

@@ -1,0 +1,53 @@
+/**
+ * Entry point: config -> telemetry -> audit -> servers, and a graceful shutdown on SIGTERM/SIGINT.
+ */
+import { startProxy } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { errorMessage, log } from './log.ts';
+
+function configOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`openai-api-proxy: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = configOrExit();
+  const proxy = await startProxy(config, {
+    observers: [],
+    admission: [],
+    metrics: null,
+    health: () => ({}),
+  });
+  log.info('proxy listening', { url: proxy.url, admin: proxy.adminUrl, upstream: config.upstreamUrl.href });
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('draining', { signal, graceMs: config.shutdownGraceMs });
+    proxy
+      .drain(config.shutdownGraceMs)
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error('shutdown failed', { error: errorMessage(err) });
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.error('start-up failed', { error: errorMessage(err) });
+  process.exit(1);
+});

@@ -1,0 +1,140 @@
+/**
+ * Every failure the proxy can meet, as a class with a stable `code`, the HTTP status it maps
+ * to and the audit outcome; `describeError` is the one place that turns any error into what
+ * the client, the span's `error.type` and the metric label see.
+ */
+import type { Outcome } from '../audit/record.ts';
+
+export abstract class ProxyError extends Error {
+  abstract readonly code: string;
+  abstract readonly status: number;
+  /** The OpenAI error `type` the client's SDK reads. */
+  abstract readonly type: string;
+  abstract readonly outcome: Outcome;
+}
+
+export class UpstreamUnreachableError extends ProxyError {
+  readonly code = 'upstream_unreachable';
+  readonly status = 502;
+  readonly type = 'upstream_error';
+  readonly outcome = 'upstream_unreachable';
+  override readonly name = 'UpstreamUnreachableError';
+}
+
+export class UpstreamTimeoutError extends ProxyError {
+  readonly code = 'upstream_timeout';
+  readonly status = 504;
+  readonly type = 'upstream_error';
+  readonly outcome = 'upstream_timeout';
+  override readonly name = 'UpstreamTimeoutError';
+}
+
+/** The upstream connection broke after the response had started. */
+export class UpstreamResetError extends ProxyError {
+  readonly code = 'upstream_reset';
+  readonly status = 502;
+  readonly type = 'upstream_error';
+  readonly outcome = 'upstream_reset';
+  override readonly name = 'UpstreamResetError';
+}
+
+/** The client went away; nothing is sent back (499 is nginx's convention for the record). */
+export class ClientAbortedError extends ProxyError {
+  readonly code = 'client_aborted';
+  readonly status = 499;
+  readonly type = 'client_error';
+  readonly outcome = 'client_aborted';
+  override readonly name = 'ClientAbortedError';
+}
+
+export class InvalidRequestTargetError extends ProxyError {
+  readonly code = 'invalid_request_target';
+  readonly status = 400;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'InvalidRequestTargetError';
+}
+
+/** AUDIT_REQUIRED=true and the journal cannot write: fail closed. */
+export class AuditUnavailableError extends ProxyError {
+  readonly code = 'audit_unavailable';
+  readonly status = 503;
+  readonly type = 'service_unavailable';
+  readonly outcome = 'rejected';
+  override readonly name = 'AuditUnavailableError';
+}
+
+export class ShuttingDownError extends ProxyError {
+  readonly code = 'shutting_down';
+  readonly status = 503;
+  readonly type = 'service_unavailable';
+  readonly outcome = 'rejected';
+  override readonly name = 'ShuttingDownError';
+}
+
+export class InternalProxyError extends ProxyError {
+  readonly code = 'proxy_internal_error';
+  readonly status = 500;
+  readonly type = 'server_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'InternalProxyError';
+}
+
+export interface ErrorDescription {
+  status: number;
+  /** OpenAI-shaped JSON body. */
+  body: string;
+  /** Low-cardinality label for `error.type` and metrics. */
+  errorType: string;
+  outcome: Outcome;
+  message: string;
+}
+
+export function describeError(err: unknown): ErrorDescription {
+  const proxyError = err instanceof ProxyError ? err : new InternalProxyError('internal proxy error', { cause: err });
+  const body = JSON.stringify({
+    error: { message: proxyError.message, type: proxyError.type, param: null, code: proxyError.code },
+  });
+  return {
+    status: proxyError.status,
+    body,
+    errorType: proxyError.code,
+    outcome: proxyError.outcome,
+    message: proxyError.message,
+  };
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const ABORT_CODES = new Set(['UND_ERR_ABORTED', 'ABORT_ERR']);
+
+function errorCode(err: unknown): string {
+  if (typeof err === 'object' && err !== null) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    if (err instanceof Error && err.name === 'AbortError') return 'ABORT_ERR';
+  }
+  return 'UNKNOWN';
+}
+
+function detail(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return `${err.message}${cause}`;
+}
+
+/**
+ * Classifies an upstream failure. `responseStarted` tells whether the client has already
+ * received the response head: after it, a broken connection is a reset, not unreachable.
+ */
+export function upstreamError(err: unknown, origin: string, responseStarted: boolean): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = errorCode(err);
+  if (ABORT_CODES.has(code)) return new ClientAbortedError('client closed the connection', { cause: err });
+  if (TIMEOUT_CODES.has(code)) {
+    return new UpstreamTimeoutError(`no data from upstream ${origin} within the timeout`, { cause: err });
+  }
+  if (responseStarted) {
+    return new UpstreamResetError(`upstream ${origin} broke the connection mid-response (${code})`, { cause: err });
+  }
+  return new UpstreamUnreachableError(`upstream ${origin} unreachable: ${detail(err)}`, { cause: err });
+}

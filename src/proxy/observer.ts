@@ -1,0 +1,124 @@
+/**
+ * The seam between the forwarding core and whatever watches it (capture, audit, metrics,
+ * tracing). The core publishes each exchange's lifecycle to taps; a tap that throws is
+ * counted and logged, never felt by the client.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ProxyError } from './errors.ts';
+import type { ResponseHeaders } from './headers.ts';
+
+/** What the core knows of one exchange; taps read it, only the core writes it. */
+export interface Exchange {
+  readonly id: string;
+  readonly kind: 'http' | 'websocket';
+  readonly req: IncomingMessage;
+  /** Epoch ms when the request arrived. */
+  readonly startedAt: number;
+  /** performance.now() when the request arrived; the other timings are on the same clock. */
+  readonly startHr: number;
+  readonly method: string;
+  readonly target: string;
+  origin: string | null;
+  upstreamStartHr: number | null;
+  responseHeadHr: number | null;
+  status: number | null;
+  error: ProxyError | null;
+  endHr: number | null;
+}
+
+/**
+ * One subscriber's view of one exchange, in lifecycle order:
+ * upstreamRequest -> requestChunk* -> responseHead -> responseChunk* -> end (always, once).
+ */
+export interface ExchangeTap {
+  /** Headers about to go upstream (flat name/value list); a tap may append to it. */
+  upstreamRequest?(headers: string[]): void;
+  requestChunk?(chunk: Buffer): void;
+  /** Response head about to reach the client; a tap may add headers. */
+  responseHead?(status: number, headers: ResponseHeaders): void;
+  responseChunk?(chunk: Buffer): void;
+  /** For WebSocket sessions: one message in either direction. */
+  message?(direction: 'client' | 'upstream', data: Buffer, isBinary: boolean): void;
+  end?(): void;
+}
+
+export interface ExchangeObserver {
+  /** Called when an exchange starts; returns a tap, or nothing to sit this exchange out. */
+  start(exchange: Exchange): ExchangeTap | undefined;
+}
+
+export type TapFailureHandler = (error: unknown, stage: string) => void;
+
+/** Fans one exchange's events out to every tap, isolating each tap's failures. */
+export class Taps {
+  readonly #taps: ExchangeTap[];
+  readonly #onFailure: TapFailureHandler;
+  readonly wantsRequestBody: boolean;
+  readonly wantsResponseBody: boolean;
+
+  constructor(taps: ExchangeTap[], onFailure: TapFailureHandler) {
+    this.#taps = taps;
+    this.#onFailure = onFailure;
+    this.wantsRequestBody = taps.some((t) => t.requestChunk !== undefined);
+    this.wantsResponseBody = taps.some((t) => t.responseChunk !== undefined);
+  }
+
+  upstreamRequest(headers: string[]): void {
+    for (const tap of this.#taps) this.#run('upstreamRequest', () => tap.upstreamRequest?.(headers));
+  }
+
+  requestChunk(chunk: Buffer): void {
+    for (const tap of this.#taps) this.#run('requestChunk', () => tap.requestChunk?.(chunk));
+  }
+
+  responseHead(status: number, headers: ResponseHeaders): void {
+    for (const tap of this.#taps) this.#run('responseHead', () => tap.responseHead?.(status, headers));
+  }
+
+  responseChunk(chunk: Buffer): void {
+    for (const tap of this.#taps) this.#run('responseChunk', () => tap.responseChunk?.(chunk));
+  }
+
+  message(direction: 'client' | 'upstream', data: Buffer, isBinary: boolean): void {
+    for (const tap of this.#taps) this.#run('message', () => tap.message?.(direction, data, isBinary));
+  }
+
+  end(): void {
+    for (const tap of this.#taps) this.#run('end', () => tap.end?.());
+  }
+
+  #run(stage: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#onFailure(err, stage);
+    }
+  }
+}
+
+/** The observers of a running proxy; `start` builds the taps of one exchange. */
+export class ObserverSet {
+  readonly #observers: ExchangeObserver[] = [];
+  readonly #onFailure: TapFailureHandler;
+
+  constructor(onFailure: TapFailureHandler) {
+    this.#onFailure = onFailure;
+  }
+
+  add(observer: ExchangeObserver): void {
+    this.#observers.push(observer);
+  }
+
+  start(exchange: Exchange): Taps {
+    const taps: ExchangeTap[] = [];
+    for (const observer of this.#observers) {
+      try {
+        const tap = observer.start(exchange);
+        if (tap !== undefined) taps.push(tap);
+      } catch (err) {
+        this.#onFailure(err, 'start');
+      }
+    }
+    return new Taps(taps, this.#onFailure);
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * WebSocket pass-through (the Realtime API): the upstream handshake happens first, with the
+ * client's headers and subprotocols; only once upstream accepts does the client's handshake
+ * complete, with the protocol upstream chose. Messages then flow both ways, close codes pass through.
+ */
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
+import { upstreamRequestHeaders } from './headers.ts';
+import type { Exchange, ObserverSet, Taps } from './observer.ts';
+import { originFormTarget, type Router } from './routes.ts';
+
+export interface WebSocketProxyOptions {
+  router: Router;
+  observers: ObserverSet;
+  dropHeaders: ReadonlySet<string>;
+  admission: () => ProxyError | null;
+  upstreamCa: Buffer | null;
+  handshakeTimeoutMs: number;
+}
+
+export interface WebSocketClose {
+  code: number;
+  reason: string;
+  by: 'client' | 'upstream';
+}
+
+/** A WebSocket exchange also knows how the session closed. */
+export interface WebSocketExchange extends Exchange {
+  close: WebSocketClose | null;
+}
+
+// Above this much unsent data toward one side, stop reading from the other.
+const HIGH_WATER = 4 * 1024 * 1024;
+
+function writeRawResponse(socket: Duplex, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  if (!socket.writable) return void socket.destroy();
+  const lines = Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' })
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${lines}\r\n`), Buffer.from(body)]));
+}
+
+function rejectHandshake(socket: Duplex, exchange: Exchange, err: ProxyError): void {
+  exchange.error ??= err;
+  const { status, body } = describeError(err);
+  writeRawResponse(socket, status, { 'content-type': 'application/json', 'x-proxy-request-id': exchange.id }, body);
+}
+
+function toWebSocketUrl(origin: string, path: string): string {
+  return (origin.startsWith('https:') ? 'wss:' : 'ws:') + origin.slice(origin.indexOf(':') + 1) + path;
+}
+
+function headerObject(flat: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = (flat[i] as string).toLowerCase();
+    const value = flat[i + 1] as string;
+    out[name] = name in out ? `${out[name]}, ${value}` : value;
+  }
+  return out;
+}
+
+/** A close code a peer may legally send; 1005/1006 only describe what happened. */
+function sendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+function relay(from: WebSocket, to: WebSocket, direction: 'client' | 'upstream', taps: Taps): void {
+  from.on('message', (data: RawData, isBinary: boolean) => {
+    const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    taps.message(direction, chunk, isBinary);
+    if (to.readyState !== WebSocket.OPEN) return;
+    to.send(chunk, { binary: isBinary }, () => {
+      if (from.isPaused && to.bufferedAmount < HIGH_WATER / 2) from.resume();
+    });
+    if (to.bufferedAmount > HIGH_WATER) from.pause();
+  });
+}
+
+function closeOther(target: WebSocket, code: number, reason: Buffer): void {
+  if (target.readyState === WebSocket.CLOSED || target.readyState === WebSocket.CLOSING) return;
+  if (code === 1006) return void target.terminate();
+  if (sendableCode(code)) target.close(code, reason);
+  else target.close();
+}
+
+export function createWebSocketProxy(options: WebSocketProxyOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  const chosenProtocol = new WeakMap<IncomingMessage, string>();
+  const server = new WebSocketServer({
+    noServer: true,
+    handleProtocols: (_protocols, req) => chosenProtocol.get(req) ?? false,
+  });
+  const extraHeaders = new WeakMap<IncomingMessage, string[]>();
+  server.on('headers', (lines: string[], req: IncomingMessage) => lines.push(...(extraHeaders.get(req) ?? [])));
+
+  return function upgrade(req, socket, head) {
+    const exchange: WebSocketExchange = {
+      id: randomUUID(),
+      kind: 'websocket',
+      req,
+      startedAt: Date.now(),
+      startHr: performance.now(),
+      method: req.method ?? 'GET',
+      target: req.url ?? '',
+      origin: null,
+      upstreamStartHr: null,
+      responseHeadHr: null,
+      status: null,
+      error: null,
+      endHr: null,
+      close: null,
+    };
+    const taps = options.observers.start(exchange);
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      exchange.endHr = performance.now();
+      taps.end();
+    };
+    socket.once('close', end);
+    socket.on('error', () => socket.destroy());
+
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+      return writeRawResponse(socket, 400, { 'content-type': 'text/plain' }, 'only WebSocket upgrades are proxied');
+    }
+    const refused = options.admission();
+    if (refused !== null) return rejectHandshake(socket, exchange, refused);
+    let target: string;
+    try {
+      target = originFormTarget(req.url);
+    } catch (err) {
+      return rejectHandshake(socket, exchange, err as ProxyError);
+    }
+    const resolved = options.router.resolve(target);
+    exchange.origin = resolved.origin;
+    const flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
+    taps.upstreamRequest(flat);
+    const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+
+    exchange.upstreamStartHr = performance.now();
+    const upstream = new WebSocket(toWebSocketUrl(resolved.origin, resolved.path), protocols, {
+      headers: headerObject(flat),
+      ca: options.upstreamCa ?? undefined,
+      handshakeTimeout: options.handshakeTimeoutMs,
+    });
+    const clientGone = (): void => {
+      if (upstream.readyState === WebSocket.CONNECTING) {
+        exchange.error ??= new ClientAbortedError('client closed the connection during the WebSocket handshake');
+        upstream.terminate();
+      }
+    };
+    socket.once('close', clientGone);
+
+    let upstreamResponseHeaders: Record<string, string | string[] | undefined> = {};
+    upstream.once('upgrade', (response: IncomingMessage) => {
+      upstreamResponseHeaders = response.headers;
+    });
+    upstream.once('unexpected-response', (_request, response: IncomingMessage) => {
+      exchange.status = response.statusCode ?? 502;
+      exchange.responseHeadHr = performance.now();
+      const chunks: Buffer[] = [];
+      response.on('data', (c: Buffer) => chunks.push(c));
+      response.once('end', () => {
+        const headers: Record<string, string> = { 'x-proxy-request-id': exchange.id };
+        for (const [k, v] of Object.entries(response.headers)) {
+          if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) {
+            headers[k] = Array.isArray(v) ? v.join(', ') : v;
+          }
+        }
+        writeRawResponse(socket, exchange.status ?? 502, headers, Buffer.concat(chunks));
+      });
+    });
+    upstream.once('error', (err) => {
+      if (exchange.status !== null) return;
+      rejectHandshake(socket, exchange, upstreamError(err, resolved.origin, false));
+    });
+    upstream.once('open', () => {
+      socket.off('close', clientGone);
+      exchange.status = 101;
+      exchange.responseHeadHr = performance.now();
+      if (upstream.protocol !== '') chosenProtocol.set(req, upstream.protocol);
+      const requestId = upstreamResponseHeaders['x-request-id'];
+      extraHeaders.set(req, [`x-proxy-request-id: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
+      // ws answers a bad client handshake itself and never calls back: the upstream must not outlive it.
+      const orphaned = (): void => upstream.terminate();
+      socket.once('close', orphaned);
+      server.handleUpgrade(req, socket, head, (client) => {
+        socket.off('close', orphaned);
+        socket.off('close', end);
+        bridge(client, upstream, exchange, taps, end);
+      });
+    });
+  };
+}
+
+function bridge(client: WebSocket, upstream: WebSocket, exchange: WebSocketExchange, taps: Taps, end: () => void): void {
+  relay(client, upstream, 'client', taps);
+  relay(upstream, client, 'upstream', taps);
+  let open = 2;
+  const closed = (): void => {
+    if (--open === 0) end();
+  };
+  client.once('close', (code: number, reason: Buffer) => {
+    exchange.close ??= { code, reason: reason.toString('utf8'), by: 'client' };
+    closeOther(upstream, code, reason);
+    closed();
+  });
+  upstream.once('close', (code: number, reason: Buffer) => {
+    exchange.close ??= { code, reason: reason.toString('utf8'), by: 'upstream' };
+    if (code === 1006 && exchange.close.by === 'upstream') {
+      exchange.error ??= upstreamError(Object.assign(new Error('upstream WebSocket closed abnormally'), { code: 'ECONNRESET' }), exchange.origin ?? '', true);
+    }
+    closeOther(client, code, reason);
+    closed();
+  });
+  client.on('error', () => client.terminate());
+  upstream.on('error', () => upstream.terminate());
+}
