@@ -12,7 +12,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, gzipSync, type Gzip } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 
 export interface RecordedRequest {
@@ -41,18 +41,14 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export interface UpstreamOptions {
-  tls?: { cert: string | Buffer; key: string | Buffer };
-}
-
 /** Token counts every route reports (total = prompt + completion). */
 export const EMULATOR_USAGE = { prompt: 11, completion: 7, total: 18, cached: 3, reasoning: 2 } as const;
 
 const WORDS = ['Hello', ' world', ' from', ' the', ' emulator'];
-/** Text of a default (5 chunk) answer; `x-test-chunks: N` yields the first N words, then " w5", " w6"... */
+/** The default (5 chunk) answer; `x-test-chunks: N` gives the first N words, then " w5", " w6"... */
 export const EMULATOR_TEXT = WORDS.join('');
 
-/** The 8-float vector returned for input `index`; multiples of 1/16 survive the float32 round trip. */
+/** The 8-float vector for input `index`; multiples of 1/16 survive the float32 base64 round trip. */
 export function emulatorEmbedding(index: number): number[] {
   return Array.from({ length: 8 }, (_, k) => (index + k + 1) / 16);
 }
@@ -90,15 +86,12 @@ const hex = (n: number): string => randomBytes(n).toString('hex');
 const now = (): number => Math.floor(Date.now() / 1000);
 const str = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
 const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function header(req: http.IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
+const header = (req: http.IncomingMessage, name: string): string | undefined => [req.headers[name]].flat()[0];
+const h = (c: Ctx, name: string): string | undefined => header(c.req, name);
 
 function int(v: string | null | undefined, fallback: number): number {
   const n = Number.parseInt(v ?? '', 10);
-  return Number.isFinite(n) ? n : fallback;
+  return Number.isNaN(n) ? fallback : n;
 }
 
 function parseJson(text: string): Json {
@@ -137,24 +130,23 @@ const drained = (c: Ctx, w: Writable): Promise<void> =>
     return () => w.off('drain', done);
   });
 
-function writeFlushed(w: Writable, chunk: string | Buffer): Promise<void> {
-  return new Promise((resolve) => w.write(chunk, () => resolve()));
-}
+/** Node callbacks (write, flush) fire even on destroyed streams, so this cannot hang. */
+const settled = (start: (cb: () => void) => unknown): Promise<void> => new Promise((resolve) => void start(resolve));
 
 // ---------- response writing: gzip, backpressure and body faults live here, not in routes ----------
 
 function wantsGzip(c: Ctx): boolean {
-  if (header(c.req, 'x-test-gzip') === '1') return true;
-  return c.url.pathname === '/v1/models' && (header(c.req, 'accept-encoding') ?? '').includes('gzip');
+  const accepted = c.url.pathname === '/v1/models' && !!h(c, 'accept-encoding')?.includes('gzip');
+  return accepted || h(c, 'x-test-gzip') === '1';
 }
 
 function bodyFault(c: Ctx): 'reset' | 'hang' | undefined {
-  if (header(c.req, 'x-test-reset') === 'mid-body') return 'reset';
-  return header(c.req, 'x-test-hang') === 'body' ? 'hang' : undefined;
+  if (h(c, 'x-test-reset') === 'mid-body') return 'reset';
+  return h(c, 'x-test-hang') === 'body' ? 'hang' : undefined;
 }
 
+/** `write` resolves false once nothing more should be written: the client is gone or a fault fired. */
 interface Out {
-  /** Resolves false once nothing more should be written (client gone or a fault fired). */
   write(chunk: string | Buffer): Promise<boolean>;
   end(): void;
 }
@@ -169,28 +161,23 @@ function openStream(c: Ctx, status: number, type: string, length?: number): Out 
   if (zip) pipeline(zip, c.res).catch(noop);
   const target: Writable = zip ?? c.res;
   let sent = 0;
-  return {
-    async write(chunk) {
-      if (c.gone) return false;
-      const ok = target.write(chunk);
-      if (zip) await flushZip(zip);
-      if (++sent === 1 && fault) return fireFault(c, fault);
-      if (!ok) await drained(c, target);
-      return !c.gone;
-    },
-    end() {
-      if (!c.gone) target.end();
-    },
+  const write = async (chunk: string | Buffer): Promise<boolean> => {
+    if (c.gone) return false;
+    const ok = target.write(chunk);
+    if (zip) await settled((cb) => zip.flush(cb)); // each SSE event must reach the client on its own
+    if (++sent === 1 && fault) return fireFault(c, fault);
+    if (!ok) await drained(c, target);
+    return !c.gone;
   };
-}
-
-function flushZip(zip: Gzip): Promise<void> {
-  return new Promise((resolve) => zip.flush(() => resolve()));
+  const end = (): void => {
+    if (!c.gone) target.end();
+  };
+  return { write, end };
 }
 
 async function fireFault(c: Ctx, fault: 'reset' | 'hang'): Promise<false> {
   // An empty write completes only after what precedes it reached the socket, so the client sees the part.
-  await writeFlushed(c.res, '');
+  await settled((cb) => c.res.write('', cb));
   if (fault === 'reset') destroy(c);
   else await waitFor(c);
   return false;
@@ -203,10 +190,9 @@ function destroy(c: Ctx): void {
 
 async function sendBody(c: Ctx, status: number, type: string, body: Buffer): Promise<void> {
   if (!bodyFault(c)) {
-    const gzip = wantsGzip(c);
-    const data = gzip ? gzipSync(body) : body;
-    const headers = { 'content-type': type, 'content-length': data.length };
-    c.res.writeHead(status, gzip ? { ...headers, 'content-encoding': 'gzip' } : headers).end(data);
+    const data = wantsGzip(c) ? gzipSync(body) : body;
+    const encoding = data === body ? {} : { 'content-encoding': 'gzip' };
+    c.res.writeHead(status, { 'content-type': type, 'content-length': data.length, ...encoding }).end(data);
     return;
   }
   const out = openStream(c, status, type);
@@ -219,7 +205,7 @@ const sendJson = (c: Ctx, status: number, value: unknown): Promise<void> =>
 
 async function sse(c: Ctx, frames: string[]): Promise<void> {
   const out = openStream(c, 200, 'text/event-stream; charset=utf-8');
-  const gap = int(header(c.req, 'x-test-chunk-delay-ms'), 0);
+  const gap = int(h(c, 'x-test-chunk-delay-ms'), 0);
   for (const [i, frame] of frames.entries()) {
     if (i > 0 && gap > 0) await sleep(c, gap);
     if (!(await out.write(frame))) return;
@@ -237,97 +223,83 @@ async function streamPattern(c: Ctx, total: number, type: string): Promise<void>
 
 // ---------- errors ----------
 
-function openAiError(status: number): { error: Json; retryAfter?: string } {
-  const err = (message: string, type: string, code: string | null): Json => ({ message, type, param: null, code });
-  if (status === 429) {
-    return { error: err('Rate limit reached for requests. Please try again in 1s.', 'requests', 'rate_limit_exceeded'), retryAfter: '1' };
-  }
-  if (status === 401) return { error: err('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key') };
-  if (status >= 500) return { error: err('The server had an error while processing your request.', 'server_error', null) };
-  return { error: err(`Emulated error ${status}.`, 'invalid_request_error', null) };
+function openAiError(status: number): Json {
+  const error = (message: string, type: string, code: string | null): Json => ({ message, type, param: null, code });
+  if (status === 429) return error('Rate limit reached for requests. Try again in 1s.', 'requests', 'rate_limit_exceeded');
+  if (status === 401) return error('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
+  if (status >= 500) return error('The server had an error while processing your request.', 'server_error', null);
+  return error(`Emulated error ${status}.`, 'invalid_request_error', null);
 }
 
 function sendError(c: Ctx, status: number, message?: string): Promise<void> {
-  const { error, retryAfter } = openAiError(status);
-  if (retryAfter) c.res.setHeader('retry-after', retryAfter);
+  if (status === 429) c.res.setHeader('retry-after', '1');
+  const error = openAiError(status);
   return sendJson(c, status, { error: message ? { ...error, message } : error });
 }
 
 // ---------- chat, responses, completions ----------
 
-function words(c: Ctx): string[] {
-  return Array.from({ length: int(header(c.req, 'x-test-chunks'), 5) }, (_, i) => WORDS[i] ?? ` w${i}`);
-}
+const U = EMULATOR_USAGE;
+const CHAT_USAGE = {
+  prompt_tokens: U.prompt, completion_tokens: U.completion, total_tokens: U.total,
+  prompt_tokens_details: { cached_tokens: U.cached }, completion_tokens_details: { reasoning_tokens: U.reasoning },
+};
+const RESPONSES_USAGE = {
+  input_tokens: U.prompt, input_tokens_details: { cached_tokens: U.cached },
+  output_tokens: U.completion, output_tokens_details: { reasoning_tokens: U.reasoning }, total_tokens: U.total,
+};
 
+const words = (c: Ctx): string[] =>
+  Array.from({ length: int(h(c, 'x-test-chunks'), 5) }, (_, i) => WORDS[i] ?? ` w${i}`);
 const dataFrame = (v: unknown): string => `data: ${JSON.stringify(v)}\n\n`;
-const DONE = 'data: [DONE]\n\n';
-const includeUsage = (c: Ctx): boolean => isObj(c.json.stream_options) && c.json.stream_options.include_usage === true;
 const model = (c: Ctx, fallback: string): string => str(c.json.model, fallback);
 
-function chatUsage(): Json {
-  const u = EMULATOR_USAGE;
-  return {
-    prompt_tokens: u.prompt,
-    completion_tokens: u.completion,
-    total_tokens: u.total,
-    prompt_tokens_details: { cached_tokens: u.cached },
-    completion_tokens_details: { reasoning_tokens: u.reasoning },
-  };
+/** Chat and legacy completions stream alike: one choice per chunk, an optional usage chunk, then [DONE]. */
+function chunkStream(c: Ctx, head: Json, choices: Json[]): Promise<void> {
+  const usage = isObj(c.json.stream_options) && c.json.stream_options.include_usage === true;
+  const chunks: Json[] = choices.map((choice) => ({ ...head, choices: [choice], ...(usage ? { usage: null } : {}) }));
+  if (usage) chunks.push({ ...head, choices: [], usage: CHAT_USAGE });
+  return sse(c, [...chunks.map(dataFrame), 'data: [DONE]\n\n']);
 }
 
 const chat: Handler = (c) => {
   const [id, created, parts] = [`chatcmpl-${hex(12)}`, now(), words(c)];
-  const head = (object: string): Json => ({ id, object, created, model: model(c, 'gpt-4o-mini'), system_fingerprint: 'fp_emulator' });
+  const head = (object: string): Json =>
+    ({ id, object, created, model: model(c, 'gpt-4o-mini'), system_fingerprint: 'fp_emulator' });
   if (c.json.stream !== true) {
     const message = { role: 'assistant', content: parts.join(''), refusal: null };
-    const choice = { index: 0, message, logprobs: null, finish_reason: 'stop' };
-    return sendJson(c, 200, { ...head('chat.completion'), choices: [choice], usage: chatUsage() });
+    const choices = [{ index: 0, message, logprobs: null, finish_reason: 'stop' }];
+    return sendJson(c, 200, { ...head('chat.completion'), choices, usage: CHAT_USAGE });
   }
-  const usage = includeUsage(c);
-  const chunk = (delta: Json, finish: string | null): Json => ({
-    ...head('chat.completion.chunk'),
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    ...(usage ? { usage: null } : {}),
-  });
-  const chunks = [chunk({ role: 'assistant', content: '' }, null), ...parts.map((p) => chunk({ content: p }, null)), chunk({}, 'stop')];
-  if (usage) chunks.push({ ...head('chat.completion.chunk'), choices: [], usage: chatUsage() });
-  return sse(c, [...chunks.map(dataFrame), DONE]);
+  const choice = (delta: Json, finish: string | null): Json =>
+    ({ index: 0, delta, logprobs: null, finish_reason: finish });
+  const deltas = parts.map((content) => choice({ content }, null));
+  const choices = [choice({ role: 'assistant', content: '' }, null), ...deltas, choice({}, 'stop')];
+  return chunkStream(c, head('chat.completion.chunk'), choices);
 };
 
 const completions: Handler = (c) => {
-  const head = { id: `cmpl-${hex(12)}`, object: 'text_completion', created: now(), model: model(c, 'gpt-3.5-turbo-instruct') };
+  const id = `cmpl-${hex(12)}`;
+  const head = { id, object: 'text_completion', created: now(), model: model(c, 'gpt-3.5-turbo-instruct') };
   const choice = (text: string, finish: string | null): Json => ({ text, index: 0, logprobs: null, finish_reason: finish });
   const parts = words(c);
-  if (c.json.stream !== true) return sendJson(c, 200, { ...head, choices: [choice(parts.join(''), 'stop')], usage: chatUsage() });
-  const usage = includeUsage(c);
-  const chunk = (text: string, finish: string | null): Json => ({ ...head, choices: [choice(text, finish)], ...(usage ? { usage: null } : {}) });
-  const chunks = [...parts.map((p) => chunk(p, null)), chunk('', 'stop')];
-  if (usage) chunks.push({ ...head, choices: [], usage: chatUsage() });
-  return sse(c, [...chunks.map(dataFrame), DONE]);
+  const stream = [...parts.map((p) => choice(p, null)), choice('', 'stop')];
+  if (c.json.stream === true) return chunkStream(c, head, stream);
+  return sendJson(c, 200, { ...head, choices: [choice(parts.join(''), 'stop')], usage: CHAT_USAGE });
 };
-
-function responsesUsage(): Json {
-  const u = EMULATOR_USAGE;
-  return {
-    input_tokens: u.prompt,
-    input_tokens_details: { cached_tokens: u.cached },
-    output_tokens: u.completion,
-    output_tokens_details: { reasoning_tokens: u.reasoning },
-    total_tokens: u.total,
-  };
-}
 
 const responses: Handler = (c) => {
   const [id, itemId, created, parts] = [`resp_${hex(24)}`, `msg_${hex(24)}`, now(), words(c)];
   const text = parts.join('');
   const part = (t: string): Json => ({ type: 'output_text', text: t, annotations: [], logprobs: [] });
-  const item = (status: string, content: Json[]): Json => ({ id: itemId, type: 'message', status, role: 'assistant', content });
+  const item = (status: string, content: Json[]): Json =>
+    ({ id: itemId, type: 'message', status, role: 'assistant', content });
   const done = item('completed', [part(text)]);
   const response = (status: string, output: Json[], usage: Json | null): Json => ({
     id, object: 'response', created_at: created, status, error: null, incomplete_details: null,
     model: model(c, 'gpt-4o-mini'), output, parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage,
   });
-  if (c.json.stream !== true) return sendJson(c, 200, response('completed', [done], responsesUsage()));
+  if (c.json.stream !== true) return sendJson(c, 200, response('completed', [done], RESPONSES_USAGE));
   const at = { item_id: itemId, output_index: 0, content_index: 0 };
   const events: ({ type: string } & Json)[] = [
     { type: 'response.created', response: response('in_progress', [], null) },
@@ -338,7 +310,7 @@ const responses: Handler = (c) => {
     { type: 'response.output_text.done', ...at, text, logprobs: [] },
     { type: 'response.content_part.done', ...at, part: part(text) },
     { type: 'response.output_item.done', output_index: 0, item: done },
-    { type: 'response.completed', response: response('completed', [done], responsesUsage()) },
+    { type: 'response.completed', response: response('completed', [done], RESPONSES_USAGE) },
   ];
   return sse(c, events.map((e, i) => `event: ${e.type}\n${dataFrame({ ...e, sequence_number: i })}`));
 };
@@ -347,64 +319,53 @@ const responses: Handler = (c) => {
 
 const embeddings: Handler = (c) => {
   const input = c.json.input;
+  // A bare number[] is one tokenised input, not several.
   const count = Array.isArray(input) && typeof input[0] !== 'number' ? input.length : 1;
-  const base64 = c.json.encoding_format === 'base64';
   const encode = (v: number[]): string => Buffer.from(new Float32Array(v).buffer).toString('base64');
   const data = Array.from({ length: count }, (_, index) => {
     const vector = emulatorEmbedding(index);
-    return { object: 'embedding', index, embedding: base64 ? encode(vector) : vector };
+    return { object: 'embedding', index, embedding: c.json.encoding_format === 'base64' ? encode(vector) : vector };
   });
-  const usage = { prompt_tokens: EMULATOR_USAGE.prompt, total_tokens: EMULATOR_USAGE.prompt };
+  const usage = { prompt_tokens: U.prompt, total_tokens: U.prompt };
   return sendJson(c, 200, { object: 'list', data, model: model(c, 'text-embedding-3-small'), usage });
 };
 
 interface Part {
-  name: string;
   filename?: string;
   data: Buffer;
 }
 
-/** Just enough multipart/form-data: parts split on the boundary, a name, an optional filename. */
-function multipart(c: Ctx): Part[] {
-  const m = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(header(c.req, 'content-type') ?? '');
-  const boundary = m?.[1] ?? m?.[2];
-  if (!boundary) return [];
-  const delim = Buffer.from(`--${boundary}`);
-  const parts: Part[] = [];
-  for (let pos = c.body.indexOf(delim); pos !== -1; ) {
+/** Just enough multipart/form-data for a fake: parts by field name, with an optional filename. */
+function multipart(c: Ctx): Map<string, Part> {
+  const m = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(h(c, 'content-type') ?? '');
+  const delim = Buffer.from(`--${m?.[1] ?? m?.[2] ?? ''}`);
+  const parts = new Map<string, Part>();
+  for (let pos = c.body.indexOf(delim); m && pos !== -1; ) {
     const next = c.body.indexOf(delim, pos + delim.length);
     if (next === -1) break;
-    const part = parsePart(c.body.subarray(pos + delim.length + 2, next - 2));
-    if (part) parts.push(part);
+    const raw = c.body.subarray(pos + delim.length + 2, next - 2); // CRLF after a delimiter, CRLF before the next
+    const sep = raw.indexOf('\r\n\r\n');
+    const head = raw.subarray(0, Math.max(sep, 0)).toString('utf8');
+    const name = /[; ]name="([^"]*)"/i.exec(head)?.[1];
+    if (sep !== -1 && name !== undefined) {
+      parts.set(name, { filename: /filename="([^"]*)"/i.exec(head)?.[1], data: raw.subarray(sep + 4) });
+    }
     pos = next;
   }
   return parts;
 }
 
-function parsePart(raw: Buffer): Part | undefined {
-  const sep = raw.indexOf('\r\n\r\n');
-  const head = raw.subarray(0, Math.max(sep, 0)).toString('utf8');
-  const name = /[; ]name="([^"]*)"/i.exec(head)?.[1];
-  if (sep === -1 || name === undefined) return undefined;
-  return { name, filename: /filename="([^"]*)"/i.exec(head)?.[1], data: raw.subarray(sep + 4) };
-}
+const transcribe: Handler = (c) =>
+  sendJson(c, 200, { text: `transcribed ${multipart(c).get('file')?.data.length ?? 0} bytes` });
 
-const field = (parts: Part[], name: string): Part | undefined => parts.find((p) => p.name === name);
-
-const transcribe: Handler = (c) => {
-  const file = field(multipart(c), 'file');
-  return sendJson(c, 200, { text: `transcribed ${file?.data.length ?? 0} bytes` });
-};
-
-const speech: Handler = (c) => streamPattern(c, int(header(c.req, 'x-test-bytes'), 64 * 1024), 'audio/mpeg');
+const speech: Handler = (c) => streamPattern(c, int(h(c, 'x-test-bytes'), 64 * 1024), 'audio/mpeg');
 
 const uploadFile: Handler = (c) => {
   const parts = multipart(c);
-  const file = field(parts, 'file');
-  const id = `file-${hex(12)}`;
+  const [id, file] = [`file-${hex(12)}`, parts.get('file')];
   c.em.files.set(id, file?.data ?? Buffer.alloc(0));
   return sendJson(c, 200, {
-    object: 'file', id, purpose: field(parts, 'purpose')?.data.toString() ?? 'assistants',
+    object: 'file', id, purpose: parts.get('purpose')?.data.toString() ?? 'assistants',
     filename: file?.filename ?? 'file', bytes: file?.data.length ?? 0, created_at: now(),
     expires_at: null, status: 'processed', status_details: null,
   });
@@ -413,29 +374,29 @@ const uploadFile: Handler = (c) => {
 const fileContent: Handler = (c) => {
   const stored = c.em.files.get(c.params[0] ?? '');
   if (stored) return sendBody(c, 200, 'application/octet-stream', stored);
-  return streamPattern(c, int(header(c.req, 'x-test-bytes'), 1024), 'application/octet-stream');
+  return streamPattern(c, int(h(c, 'x-test-bytes'), 1024), 'application/octet-stream');
 };
 
 const models: Handler = (c) => {
-  const entry = (id: string): Json => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'system' });
   const ids = ['gpt-4o-mini', 'gpt-4o', 'text-embedding-3-small', 'whisper-1', 'tts-1', 'gpt-realtime'];
-  return sendJson(c, 200, { object: 'list', data: ids.map(entry) });
+  const data = ids.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'system' }));
+  return sendJson(c, 200, { object: 'list', data });
 };
 
 const images: Handler = (c) => {
+  const image = { b64_json: patternBytes(64).toString('base64'), revised_prompt: null };
   const n = typeof c.json.n === 'number' ? c.json.n : 1;
-  const b64_json = patternBytes(64).toString('base64');
-  return sendJson(c, 200, { created: now(), data: Array.from({ length: n }, () => ({ b64_json, revised_prompt: null })) });
+  return sendJson(c, 200, { created: now(), data: Array.from({ length: n }, () => image) });
 };
 
 function batch(id: string, status: 'validating' | 'completed', body: Json): Json {
-  const done = status === 'completed';
+  const [done, t] = [status === 'completed', now()];
   return {
     id, object: 'batch', endpoint: str(body.endpoint, '/v1/chat/completions'), errors: null,
     input_file_id: str(body.input_file_id, 'file-input'), completion_window: str(body.completion_window, '24h'),
-    status, output_file_id: done ? 'file-output' : null, error_file_id: null, created_at: now(),
-    in_progress_at: done ? now() : null, expires_at: now() + 86_400, completed_at: done ? now() : null,
-    request_counts: { total: done ? 1 : 0, completed: done ? 1 : 0, failed: 0 }, metadata: body.metadata ?? null,
+    status, output_file_id: done ? 'file-output' : null, error_file_id: null, created_at: t,
+    in_progress_at: done ? t : null, expires_at: t + 86_400, completed_at: done ? t : null,
+    request_counts: { total: +done, completed: +done, failed: 0 }, metadata: body.metadata ?? null,
   };
 }
 
@@ -448,7 +409,6 @@ const echo: Handler = (c) => {
   const { method, url, headers, rawHeaders } = c.req;
   return sendJson(c, 200, { method, url, headers, rawHeaders, bodyBytes: c.bytes, bodySha256: c.sha256 });
 };
-
 const sink: Handler = (c) => sendJson(c, 200, { bytes: c.bytes, sha256: c.sha256 });
 const download: Handler = (c) => streamPattern(c, int(c.url.searchParams.get('bytes'), 0), 'application/octet-stream');
 
@@ -473,8 +433,7 @@ const ROUTES: [method: string, path: RegExp, handler: Handler][] = [
 // ---------- request lifecycle ----------
 
 async function readBody(req: http.IncomingMessage, keep: boolean): Promise<Pick<Ctx, 'body' | 'bytes' | 'sha256'>> {
-  const hash = createHash('sha256');
-  const chunks: Buffer[] = [];
+  const [hash, chunks] = [createHash('sha256'), [] as Buffer[]];
   let bytes = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     hash.update(chunk);
@@ -490,7 +449,7 @@ function setCommonHeaders(c: Ctx): void {
   c.res.setHeader('openai-organization', 'org-test');
   c.res.setHeader('openai-version', '2020-10-01');
   c.res.setHeader('x-ratelimit-remaining-requests', '9999');
-  const raw = c.req.rawHeaders;
+  const raw = c.req.rawHeaders; // not headers: repeated x-test-response-header lines must each count
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]?.toLowerCase() !== 'x-test-response-header') continue;
     const [name = '', ...value] = (raw[i + 1] ?? '').split('=');
@@ -498,30 +457,41 @@ function setCommonHeaders(c: Ctx): void {
   }
 }
 
-/** Applies the pre-head controls; false when the request is already dealt with. */
+/** Applies the controls that act before the response head; false when the request is already dealt with. */
 async function preamble(c: Ctx): Promise<boolean> {
-  if (header(c.req, 'x-test-reset') === 'before-headers') {
-    destroy(c);
-    return false;
-  }
-  if (header(c.req, 'x-test-hang') === 'headers') {
-    await waitFor(c);
-    return false;
-  }
-  const delay = int(header(c.req, 'x-test-delay-ms'), 0);
-  if (delay > 0) await sleep(c, delay);
-  if (c.gone) return false;
+  const delay = int(h(c, 'x-test-delay-ms'), 0);
+  if (h(c, 'x-test-reset') === 'before-headers') destroy(c);
+  else if (h(c, 'x-test-hang') === 'headers') await waitFor(c);
+  else if (delay > 0) await sleep(c, delay);
+  if (c.gone || c.selfReset) return false;
   setCommonHeaders(c);
-  const status = int(header(c.req, 'x-test-status'), 0);
+  const status = int(h(c, 'x-test-status'), 0);
   if (status > 0) await sendError(c, status);
   return status <= 0;
 }
 
+function route(c: Ctx): Promise<void> {
+  const method = c.req.method === 'HEAD' ? 'GET' : c.req.method;
+  for (const [m, path, handler] of ROUTES) {
+    const match = path.exec(c.url.pathname);
+    if (!match || (m !== '*' && m !== method)) continue;
+    c.params = match.slice(1);
+    return handler(c);
+  }
+  return sendError(c, 404, `Invalid URL (${c.req.method} ${c.url.pathname})`);
+}
+
 async function handle(em: Emulator, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-  const record: RecordedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.alloc(0) };
-  em.requests.push(record);
-  const c: Ctx = { em, req, res, url, params: [], started: Date.now(), body: record.body, bytes: 0, sha256: '', json: {}, gone: false, selfReset: false };
+  const record: RecordedRequest = {
+    method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders,
+    body: Buffer.alloc(0),
+  };
+  em.requests.push(record); // on arrival, so the order is arrival order even when bodies finish out of order
+  const url = new URL(record.url, 'http://127.0.0.1');
+  const c: Ctx = {
+    em, req, res, url, params: [], started: Date.now(), body: record.body, bytes: 0, sha256: '', json: {},
+    gone: false, selfReset: false,
+  };
   req.on('error', noop);
   res.on('error', noop);
   res.on('close', () => {
@@ -531,24 +501,13 @@ async function handle(em: Emulator, req: http.IncomingMessage, res: http.ServerR
   Object.assign(c, await readBody(req, url.pathname !== '/sink'));
   record.body = c.body;
   c.json = c.body[0] === 0x7b ? parseJson(c.body.toString('utf8')) : {};
-  if (!(await preamble(c))) return;
-  const method = req.method === 'HEAD' ? 'GET' : req.method;
-  for (const [m, path, handler] of ROUTES) {
-    const match = path.exec(url.pathname);
-    if (!match || (m !== '*' && m !== method)) continue;
-    c.params = match.slice(1);
-    return handler(c);
-  }
-  return sendError(c, 404, `Invalid URL (${req.method} ${url.pathname})`);
+  if (await preamble(c)) await route(c);
 }
 
 function failed(res: http.ServerResponse, err: unknown): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(500, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: { message: `emulator bug: ${String(err)}`, type: 'server_error', param: null, code: null } }));
+  if (res.headersSent) return void res.destroy();
+  const error = { message: `emulator bug: ${String(err)}`, type: 'server_error', param: null, code: null };
+  res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error }));
 }
 
 // ---------- realtime WebSocket ----------
@@ -557,18 +516,19 @@ function upgradeRejection(req: http.IncomingMessage, url: URL): number {
   if (url.pathname !== '/v1/realtime') return 404;
   const forced = int(header(req, 'x-test-status'), 0);
   if (forced > 0) return forced;
-  const insecureKey = (header(req, 'sec-websocket-protocol') ?? '').includes('openai-insecure-api-key.');
+  const insecureKey = header(req, 'sec-websocket-protocol')?.includes('openai-insecure-api-key.');
   return req.headers.authorization || insecureKey ? 0 : 401;
 }
 
 function rejectUpgrade(socket: Duplex, status: number): void {
-  const body = JSON.stringify({ error: openAiError(status).error });
+  const body = JSON.stringify({ error: openAiError(status) });
   const head = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}`, 'content-type: application/json',
     `content-length: ${Buffer.byteLength(body)}`, `x-request-id: req_${hex(16)}`, 'connection: close'];
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
 }
 
-const toBuffer = (d: RawData): Buffer => (Array.isArray(d) ? Buffer.concat(d) : Buffer.isBuffer(d) ? d : Buffer.from(d));
+const toBuffer = (d: RawData): Buffer =>
+  Array.isArray(d) ? Buffer.concat(d) : Buffer.isBuffer(d) ? d : Buffer.from(d);
 const send = (ws: WebSocket, event: Json): void => ws.send(JSON.stringify({ event_id: `event_${hex(8)}`, ...event }));
 
 function realtimeSession(em: Emulator, ws: WebSocket, req: http.IncomingMessage, url: URL): void {
@@ -597,12 +557,14 @@ function onRealtimeEvent(ws: WebSocket, text: string): void {
 }
 
 function respondRealtime(ws: WebSocket): void {
-  const [responseId, itemId, u] = [`resp_${hex(12)}`, `item_${hex(12)}`, EMULATOR_USAGE];
-  for (const delta of WORDS.slice(0, 3)) {
-    send(ws, { type: 'response.output_text.delta', response_id: responseId, item_id: itemId, output_index: 0, content_index: 0, delta });
-  }
-  const usage = { input_tokens: u.prompt, output_tokens: u.completion, total_tokens: u.total, input_token_details: { cached_tokens: u.cached }, output_token_details: {} };
-  send(ws, { type: 'response.done', response: { id: responseId, object: 'realtime.response', status: 'completed', output: [], usage } });
+  const at = { response_id: `resp_${hex(12)}`, item_id: `item_${hex(12)}`, output_index: 0, content_index: 0 };
+  for (const delta of WORDS.slice(0, 3)) send(ws, { type: 'response.output_text.delta', ...at, delta });
+  const usage = {
+    input_tokens: U.prompt, output_tokens: U.completion, total_tokens: U.total,
+    input_token_details: { cached_tokens: U.cached }, output_token_details: {},
+  };
+  const response = { id: at.response_id, object: 'realtime.response', status: 'completed', output: [], usage };
+  send(ws, { type: 'response.done', response });
 }
 
 // ---------- server ----------
@@ -617,7 +579,10 @@ class Emulator implements Upstream {
   readonly files = new Map<string, Buffer>();
   private readonly sockets = new Set<Socket>();
   private waiters: { n: number; resolve: () => void }[] = [];
-  private readonly wss = new WebSocketServer({ noServer: true, handleProtocols: (p) => (p.has('realtime') ? 'realtime' : false) });
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    handleProtocols: (offered) => (offered.has('realtime') ? 'realtime' : false),
+  });
 
   constructor(private readonly server: http.Server | https.Server) {
     server.on('connection', (s: Socket) => {
@@ -627,15 +592,13 @@ class Emulator implements Upstream {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       handle(this, req, res).catch((err: unknown) => failed(res, err));
     });
-    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
-  }
-
-  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', noop);
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    const status = upgradeRejection(req, url);
-    if (status > 0) return rejectUpgrade(socket, status);
-    this.wss.handleUpgrade(req, socket, head, (ws) => realtimeSession(this, ws, req, url));
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', noop);
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const status = upgradeRejection(req, url);
+      if (status > 0) return rejectUpgrade(socket, status);
+      this.wss.handleUpgrade(req, socket, head, (ws) => realtimeSession(this, ws, req, url));
+    });
   }
 
   noteAborted(): void {
@@ -645,6 +608,7 @@ class Emulator implements Upstream {
     for (const w of ready) w.resolve();
   }
 
+  // Arrow properties, so tests may pass these around detached from the object.
   waitForAborted = (n: number): Promise<void> =>
     this.aborted >= n ? Promise.resolve() : new Promise((resolve) => this.waiters.push({ n, resolve }));
 
@@ -654,13 +618,16 @@ class Emulator implements Upstream {
     this.closing = true;
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
+    const closed = [new Promise((resolve) => this.server.close(resolve))];
+    // The server reports closed before its sockets do; waiting for each keeps openSockets() at 0 afterwards.
+    for (const s of this.sockets) closed.push(new Promise((resolve) => s.once('close', resolve).destroy()));
+    await Promise.all(closed);
   };
 }
 
-export async function startUpstream(opts: UpstreamOptions = {}): Promise<Upstream> {
+export async function startUpstream(
+  opts: { tls?: { cert: string | Buffer; key: string | Buffer } } = {},
+): Promise<Upstream> {
   const server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }) : http.createServer();
   const em = new Emulator(server);
   server.listen(0, '127.0.0.1');

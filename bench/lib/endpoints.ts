@@ -1,0 +1,83 @@
+// What is measured: the upstream reached directly, the two baseline pipes and the three proxy
+// variants, each a child process with its own port, and how each one is started.
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, httpOk, tcpOpen, waitReady } from './ready.ts';
+import { spawnNode } from './processes.ts';
+import { Journal } from './journal.ts';
+
+export const VARIANTS = ['pipe-http', 'pipe-undici', 'proxy', 'proxy+audit', 'proxy+full'] as const;
+export type Variant = (typeof VARIANTS)[number];
+export type EndpointName = 'direct' | Variant;
+export const PROXY_VARIANTS: readonly Variant[] = ['proxy', 'proxy+audit', 'proxy+full'];
+
+export interface Endpoint {
+  name: EndpointName;
+  baseUrl: string;
+  /** The server process whose RSS is sampled during transfers (the upstream itself for `direct`). */
+  pid: number;
+  child: ChildProcess;
+  journal: Journal | null;
+}
+
+export interface StartContext {
+  workDir: string;
+  upstreamUrl: string;
+  sinkUrl: string;
+  selfTest: boolean;
+}
+
+function slug(name: string): string {
+  return name.replace(/[^a-z0-9]+/g, '-');
+}
+
+/** Starts one of the bench's own servers (upstream, sink, pipes): env PORT (+ UPSTREAM_URL), ready when it accepts TCP. */
+export async function startBenchServer(name: string, file: string, workDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const logPath = join(workDir, `${slug(name)}.stderr.log`);
+  const child = spawnNode(file, { ...process.env, ...env, PORT: String(port) }, logPath);
+  await waitReady(name, child, () => tcpOpen(port), logPath);
+  return { child, port };
+}
+
+function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS.ProcessEnv {
+  // Inherited OTEL_* settings must not turn tracing on in the core variants.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('OTEL_')));
+  const core = { HOST: '127.0.0.1', UPSTREAM_URL: ctx.upstreamUrl };
+  switch (variant) {
+    case 'proxy':
+      return { ...env, ...core, AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' };
+    case 'proxy+audit':
+      return { ...env, ...core, AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' };
+    default:
+      return {
+        ...env,
+        ...core,
+        AUDIT_ENABLED: 'true',
+        AUDIT_DIR: auditDir,
+        METRICS_ENABLED: 'true',
+        OTEL_EXPORTER_OTLP_ENDPOINT: ctx.sinkUrl,
+        OTEL_TRACES_SAMPLER: 'always_on',
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      };
+  }
+}
+
+export async function startVariant(variant: Variant, ctx: StartContext): Promise<Endpoint> {
+  const isProxy = PROXY_VARIANTS.includes(variant);
+  if (!isProxy || ctx.selfTest) {
+    const file = variant === 'pipe-http' ? 'bench/pipe-http.ts' : 'bench/pipe-undici.ts';
+    const { child, port } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl });
+    return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, journal: null };
+  }
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const auditDir = join(ctx.workDir, `audit-${slug(variant)}`);
+  mkdirSync(auditDir);
+  const logPath = join(ctx.workDir, `${slug(variant)}.stderr.log`);
+  const env = { ...proxyEnv(variant, ctx, auditDir), PORT: String(port), ADMIN_PORT: String(adminPort) };
+  const child = spawnNode('src/main.ts', env, logPath);
+  await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
+  const journal = variant === 'proxy' ? null : new Journal(auditDir);
+  return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, journal };
+}

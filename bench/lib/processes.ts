@@ -1,0 +1,51 @@
+// Registry of every child the harness starts (servers and wrk), so that a normal end, an error
+// or Ctrl-C all leave nothing running.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
+import { ROOT } from './paths.ts';
+
+const live = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+export function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** `node --import tsx <file>` with stdout discarded and stderr appended to `logPath`. */
+export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string): ChildProcess {
+  const fd = openSync(logPath, 'a');
+  try {
+    // A file, not a pipe: a chatty child then costs the driver nothing and can never block on us.
+    return track(spawn(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** SIGTERM, then SIGKILL if the child has not exited within `graceMs`. */
+export async function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (!isRunning(child)) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((child) => stop(child)));
+}
+
+/** Last resort from a synchronous 'exit' handler. */
+export function killAllNow(): void {
+  for (const child of live) child.kill('SIGKILL');
+}

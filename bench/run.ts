@@ -1,0 +1,132 @@
+// Benchmark driver (`npm run bench -- --help`): starts the upstream emulator, OTLP sink, baselines and
+// proxy variants as children, verifies them, then measures every scenario over interleaved rounds.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { startBenchServer, startVariant, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
+import { judge } from './lib/goals.ts';
+import type { JournalSize } from './lib/journal.ts';
+import { log } from './lib/log.ts';
+import { parseOptions, USAGE, type Settings } from './lib/options.ts';
+import { CHAT_REQUEST } from './lib/payloads.ts';
+import { ROOT, WRK_BIN, WRK_SCRIPT } from './lib/paths.ts';
+import { killAllNow, stopAll } from './lib/processes.ts';
+import { renderReport } from './lib/report.ts';
+import { Samples } from './lib/stats.ts';
+import { verify } from './lib/verify.ts';
+import { runWrk, wrkFlags } from './lib/wrk.ts';
+import { pause } from './scenarios/context.ts';
+import { latencyRun } from './scenarios/latency.ts';
+import { runRound } from './scenarios/round.ts';
+import { throughputRun } from './scenarios/throughput.ts';
+
+let workDir: string | null = null;
+
+// Children must not outlive the harness, whatever ends it.
+process.once('exit', () => {
+  killAllNow();
+  if (workDir !== null) rmSync(workDir, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping all children`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+function preflight(settings: Settings): void {
+  if (!existsSync(WRK_BIN)) throw new Error(`${WRK_BIN} not found (apt-get install wrk)`);
+  const lua = readFileSync(join(ROOT, WRK_SCRIPT), 'utf8');
+  if (!lua.includes(`'${JSON.stringify(CHAT_REQUEST)}'`)) throw new Error(`${WRK_SCRIPT} body differs from CHAT_REQUEST in bench/lib/payloads.ts`);
+  const needsProxy = settings.variants.some((variant) => PROXY_VARIANTS.includes(variant));
+  if (needsProxy && !settings.selfTest && !existsSync(join(ROOT, 'src/main.ts'))) {
+    throw new Error('src/main.ts does not exist yet: run with --self-test, or --only pipe-http,pipe-undici');
+  }
+}
+
+async function sinkStats(url: string): Promise<{ requests: number; bytes: number } | null> {
+  const body: unknown = await (await fetch(`${url}/stats`)).json();
+  if (typeof body !== 'object' || body === null || !('requests' in body) || !('bytes' in body)) return null;
+  return { requests: Number(body.requests), bytes: Number(body.bytes) };
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const loadStart = os.loadavg();
+  if (process.argv.includes('--help')) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const settings = parseOptions(process.argv.slice(2));
+  preflight(settings);
+  const dir = (workDir = mkdtempSync(join(os.tmpdir(), 'proxy-bench-')));
+
+  log('starting upstream emulator and OTLP sink');
+  const [upstream, sink] = await Promise.all([
+    startBenchServer('upstream', 'bench/upstream.ts', dir),
+    startBenchServer('otlp-sink', 'bench/otlp-sink.ts', dir),
+  ]);
+  const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+  const sinkUrl = `http://127.0.0.1:${sink.port}`;
+  log(`starting ${settings.variants.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
+  const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest };
+  const variants = await Promise.all(settings.variants.map((variant) => startVariant(variant, context)));
+  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, journal: null };
+  const endpoints = [direct, ...variants];
+
+  for (const endpoint of endpoints) {
+    log(`verifying ${endpoint.name}`);
+    await verify(endpoint);
+  }
+  for (const endpoint of endpoints) {
+    log(`warming up ${endpoint.name}`);
+    await runWrk(throughputRun(settings.warmupS), `${endpoint.baseUrl}/v1/chat/completions`);
+    await pause(endpoint);
+  }
+
+  const samples = new Samples();
+  const notes: string[] = [];
+  for (let round = 1; round <= settings.rounds; round++) {
+    // Rotating the order keeps a slow drift of the machine from always favouring the same column.
+    const order = endpoints.map((_, i) => endpoints[(i + round - 1) % endpoints.length]).filter((e) => e !== undefined);
+    await runRound({ round, order, settings, samples, notes });
+  }
+
+  const audit = variants.find((endpoint) => endpoint.name === 'proxy+audit')?.journal ?? null;
+  let journal: JournalSize | null = null;
+  if (audit !== null) {
+    await audit.settle(1000);
+    journal = await audit.size();
+  }
+  const fullRan = settings.variants.includes('proxy+full') && !settings.selfTest;
+  const sinkCounts = fullRan ? await sinkStats(sinkUrl) : null;
+  if (fullRan && sinkCounts?.requests === 0) notes.push('proxy+full exported no spans to the OTLP sink: tracing was not active.');
+
+  const columns: EndpointName[] = ['direct', ...settings.variants];
+  const markdown = renderReport({
+    settings,
+    date: new Date(),
+    command: `npm run bench${settings.argv.length > 0 ? ` -- ${settings.argv.join(' ')}` : ''}`,
+    columns,
+    samples,
+    verdicts: judge(samples, settings.variants),
+    journal,
+    sink: sinkCounts,
+    notes,
+    loadStart,
+    wrk: { latency: wrkFlags(latencyRun(settings.latencyS)), throughput: wrkFlags(throughputRun(settings.throughputS)) },
+    runSeconds: (performance.now() - started) / 1000,
+  });
+  process.stdout.write(markdown);
+  writeFileSync(join(ROOT, settings.out), markdown);
+  log(`wrote ${settings.out}`);
+}
+
+try {
+  await main();
+} catch (error) {
+  process.stderr.write(`\nbench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+} finally {
+  await stopAll();
+}

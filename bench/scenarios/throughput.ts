@@ -1,0 +1,38 @@
+// Scenario 2: throughput at concurrency 64 (wrk -t2 -c64), as ratios to both baselines within the
+// round; for proxy+audit also the journal's sustained write rate (scenario 5).
+import type { Endpoint, EndpointName } from '../lib/endpoints.ts';
+import type { WrkResult } from '../lib/wrk-parse.ts';
+import { runWrk, type WrkRun } from '../lib/wrk.ts';
+import { noteSocketErrors, pause, type RoundContext } from './context.ts';
+
+export function throughputRun(durationS: number): WrkRun {
+  return { threads: 2, connections: 64, durationS, latency: false };
+}
+
+async function measure(ctx: RoundContext, endpoint: Endpoint): Promise<WrkResult> {
+  const run = throughputRun(ctx.settings.throughputS);
+  const url = `${endpoint.baseUrl}/v1/chat/completions`;
+  if (endpoint.name !== 'proxy+audit' || endpoint.journal === null) return runWrk(run, url);
+  const before = await endpoint.journal.size();
+  const result = await runWrk(run, url);
+  await endpoint.journal.settle(1000); // records still buffered when wrk stops were written during the run
+  const after = await endpoint.journal.size();
+  const records = after.records - before.records;
+  ctx.samples.add('auditRecordsPerS', endpoint.name, records / result.seconds);
+  ctx.samples.add('auditMBPerS', endpoint.name, (after.bytes - before.bytes) / 1e6 / result.seconds);
+  ctx.samples.add('auditRecordsPerRequest', endpoint.name, records / result.requests);
+  return result;
+}
+
+export async function throughput(ctx: RoundContext): Promise<void> {
+  const rps = new Map<EndpointName, number>();
+  for (const endpoint of ctx.order) {
+    const result = await measure(ctx, endpoint);
+    noteSocketErrors(ctx, endpoint, 'throughput', result);
+    rps.set(endpoint.name, result.rps);
+    ctx.samples.add('rps', endpoint.name, result.rps);
+    await pause(endpoint);
+  }
+  ctx.samples.addRelative('xUndici', rps, 'pipe-undici', 'ratio');
+  ctx.samples.addRelative('xHttp', rps, 'pipe-http', 'ratio');
+}

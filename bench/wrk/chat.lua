@@ -1,0 +1,6 @@
+-- wrk script: POST the fixed ~300-byte chat request (same bytes as CHAT_REQUEST in bench/lib/payloads.ts;
+-- the harness checks they match) with the headers an OpenAI SDK client sends.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a concise assistant used by an automated benchmark."},{"role":"user","content":"Summarise in one sentence why transparent proxies must stream responses without buffering them."}],"temperature":0.2,"max_tokens":64,"user":"bench-user-0001"}'

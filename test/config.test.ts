@@ -1,0 +1,90 @@
+/** Configuration: defaults, parsing, and one clear line per bad value. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+test('defaults match the README', () => {
+  const c = loadConfig({});
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.port, 8000);
+  assert.equal(c.adminPort, 9464);
+  assert.equal(c.upstreamUrl.href, 'https://api.openai.com/');
+  assert.equal(c.upstreamTimeoutMs, 600_000);
+  assert.equal(c.upstreamMaxConnections, null);
+  assert.equal(c.forwardedHeaders, false);
+  assert.equal(c.tls, null);
+  assert.deepEqual(c.routes, []);
+  assert.equal(c.audit.enabled, true);
+  assert.equal(c.audit.dir, './data/audit');
+  assert.equal(c.audit.maxBodyBytes, 1024 * 1024);
+  assert.equal(c.audit.segmentBytes, 64 * 1024 * 1024);
+  assert.equal(c.audit.fsync, 'interval');
+  assert.equal(c.audit.streamUsage, 'passthrough');
+  assert.equal(c.audit.institutionHeader, 'x-institution-id');
+  assert.equal(c.audit.mongodbUri, null);
+  assert.equal(c.audit.mongodbDb, 'openai_proxy');
+});
+
+test('routes parse and keep their origins', () => {
+  const c = loadConfig({ UPSTREAM_ROUTES: '{"/backend-api/":"https://chatgpt.example","/v1/audio/":"http://10.0.0.1:8080"}' });
+  assert.deepEqual(c.routes, [
+    { prefix: '/backend-api/', origin: 'https://chatgpt.example' },
+    { prefix: '/v1/audio/', origin: 'http://10.0.0.1:8080' },
+  ]);
+});
+
+const bad: Array<[Record<string, string>, RegExp]> = [
+  [{ PORT: '70000' }, /^PORT: 70000 is out of range/],
+  [{ PORT: 'eighty' }, /^PORT: expected a whole number/],
+  [{ ADMIN_PORT: '-1' }, /^ADMIN_PORT: expected a whole number/],
+  [{ UPSTREAM_URL: 'api.openai.com' }, /^UPSTREAM_URL: "api.openai.com" is not an absolute URL/],
+  [{ UPSTREAM_URL: 'ftp://x' }, /^UPSTREAM_URL: .* must use http:\/\/ or https:\/\//],
+  [{ UPSTREAM_ROUTES: '{"/a":' }, /^UPSTREAM_ROUTES: malformed JSON/],
+  [{ UPSTREAM_ROUTES: '["x"]' }, /^UPSTREAM_ROUTES: expected a JSON object/],
+  [{ UPSTREAM_ROUTES: '{"a/":"http://x"}' }, /^UPSTREAM_ROUTES: prefix "a\/" must start with \//],
+  [{ UPSTREAM_TIMEOUT_MS: '0' }, /^UPSTREAM_TIMEOUT_MS: 0 is out of range/],
+  [{ TLS_CERT_FILE: '/nonexistent.pem' }, /^TLS_KEY_FILE: is required/],
+  [{ TLS_CERT_FILE: '/nonexistent.pem', TLS_KEY_FILE: '/nonexistent.key' }, /^TLS_CERT_FILE: cannot read/],
+  [{ FORWARDED_HEADERS: 'maybe' }, /^FORWARDED_HEADERS: expected true or false/],
+  [{ AUDIT_FSYNC: 'sometimes' }, /^AUDIT_FSYNC: expected one of always, interval, never/],
+  [{ STREAM_USAGE: 'always' }, /^STREAM_USAGE: expected one of passthrough, inject/],
+  [{ HTTPS_PROXY: 'proxy:3128' }, /^HTTPS_PROXY: /],
+];
+
+for (const [env, message] of bad) {
+  test(`rejects ${JSON.stringify(env)}`, () => {
+    assert.throws(() => loadConfig(env), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.code, 'CONFIG_INVALID');
+      assert.match(err.message, message);
+      return true;
+    });
+  });
+}
+
+test('INSTITUTIONS_FILE maps fingerprints to institutions; a malformed file is refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const good = join(dir, 'inst.json');
+  writeFileSync(good, '{"sha256:0123456789abcdef":"faculty-of-law"}');
+  assert.equal(loadConfig({ INSTITUTIONS_FILE: good }).audit.institutions.get('sha256:0123456789abcdef'), 'faculty-of-law');
+  const broken = join(dir, 'broken.json');
+  writeFileSync(broken, '{"x": 1}');
+  assert.throws(() => loadConfig({ INSTITUTIONS_FILE: broken }), /INSTITUTIONS_FILE: institution for "x" must be a string/);
+});
+
+test('a bad value stops start-up with one line naming the variable', async () => {
+  const run = promisify(execFile);
+  await assert.rejects(
+    run(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, PORT: '123456' } }),
+    (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 2);
+      assert.equal(err.stderr.trim(), 'openai-api-proxy: invalid configuration: PORT: 123456 is out of range (0 to 65535)');
+      return true;
+    },
+  );
+});

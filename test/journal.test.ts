@@ -1,0 +1,464 @@
+/**
+ * The audit journal: round trip, rotation, group commit, fsync policies, crash recovery,
+ * retention, and staying up on a full or unwritable disk.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, describe, test } from 'node:test';
+import { EJSON } from 'bson';
+import { Journal, listSegments, segmentSequence } from '../src/audit/journal.ts';
+import type { JournalOptions } from '../src/audit/journal.ts';
+import { enforceRetention, segmentPath } from '../src/audit/journal-segments.ts';
+import type { AuditRecord } from '../src/audit/record.ts';
+
+const tempDirs: string[] = [];
+after(async () => {
+  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'audit-journal-test-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+function record(n: number, body: unknown = { model: 'gpt-4o-mini', n }): AuditRecord {
+  const startedAt = new Date(Date.UTC(2025, 0, 1) + n * 1001);
+  return {
+    _id: `req-${n}`,
+    schema: 1,
+    startedAt,
+    endedAt: new Date(startedAt.getTime() + 250),
+    durationMs: 250.125,
+    upstreamTtfbMs: 80.5,
+    institution: 'univ-a',
+    client: { address: '10.0.0.7', userAgent: 'OpenAI/Python 1.40.0' },
+    apiKey: { fingerprint: 'sha256:0123456789abcdef', hint: 'sk-…abcd' },
+    upstream: 'https://api.openai.com',
+    request: {
+      method: 'POST', path: '/v1/chat/completions', query: null,
+      headers: { 'content-type': 'application/json', authorization: '[redacted]' },
+      contentType: 'application/json', bytes: 120, body, bodyEncoding: 'json', truncated: false, sha256: 'ab'.repeat(32),
+    },
+    response: {
+      status: 200, headers: { 'content-type': 'application/json', 'x-request-id': `req_${n}` },
+      contentType: 'application/json', bytes: 300, streamed: false,
+      body: { id: `chatcmpl-${n}`, choices: [{ index: 0, message: { role: 'assistant', content: 'Hello ✓' } }] },
+      bodyEncoding: 'json', truncated: false, sha256: 'cd'.repeat(32),
+    },
+    openai: {
+      operation: 'chat.completions', requestModel: 'gpt-4o-mini', responseModel: 'gpt-4o-mini-2024-07-18', stream: false,
+      usage: { inputTokens: 12, outputTokens: 30, totalTokens: 42, cachedTokens: 0, reasoningTokens: null },
+      finishReasons: ['stop'], responseId: `chatcmpl-${n}`, outputText: 'Hello ✓', upstreamRequestId: `req_${n}`,
+      organization: 'org-x', processingMs: 120,
+    },
+    outcome: 'ok',
+    error: null,
+    trace: { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' },
+  };
+}
+
+/** A record of about 2 KiB, like a short chat completion with its answer. */
+function realisticRecord(n: number): AuditRecord {
+  const rec = record(n, {
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: 'You are a helpful assistant for a university library.' },
+      { role: 'user', content: `Question ${n}: summarise the borrowing rules for graduate students. `.repeat(6) },
+    ],
+    temperature: 0.2,
+  });
+  rec.response.body = { id: `chatcmpl-${n}`, choices: [{ message: { content: 'Graduate students may borrow… '.repeat(25) } }] };
+  return rec;
+}
+
+async function openJournal(opts: Partial<JournalOptions> & { dir: string }, logs: string[] = []): Promise<Journal> {
+  return Journal.open({ segmentBytes: 1024 * 1024, fsync: 'interval', log: (msg) => logs.push(msg), ...opts });
+}
+
+async function readLines(path: string): Promise<string[]> {
+  const text = await readFile(path, 'utf8');
+  assert.ok(text === '' || text.endsWith('\n'), `${path} ends with a full line`);
+  return text.split('\n').slice(0, -1);
+}
+
+async function readRecords(dir: string): Promise<AuditRecord[]> {
+  const records: AuditRecord[] = [];
+  for (const path of await listSegments(dir)) {
+    for (const line of await readLines(path)) records.push(EJSON.parse(line) as AuditRecord);
+  }
+  return records;
+}
+
+function waitForWritable(journal: Journal, writable: boolean, timeoutMs = 5000): Promise<void> {
+  if (journal.writable === writable) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`journal not writable=${writable} after ${timeoutMs} ms`)), timeoutMs);
+    const stop = journal.onWritableChange((now) => {
+      if (now !== writable) return;
+      clearTimeout(timer);
+      stop();
+      resolve();
+    });
+  });
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('audit journal', () => {
+  test('20,000 records come back once each, in order, Dates as Dates, over rotated segments', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, segmentBytes: 256 * 1024 });
+    let commits = 0;
+    journal.onCommit(() => commits++);
+    for (let n = 0; n < 20_000; n++) {
+      journal.append(record(n));
+      if (n % 500 === 0) await tick();
+    }
+    await journal.close();
+
+    const records = await readRecords(dir);
+    assert.equal(records.length, 20_000);
+    records.forEach((rec, n) => {
+      assert.equal(rec._id, `req-${n}`);
+      assert.ok(rec.startedAt instanceof Date);
+      assert.equal(rec.startedAt.getTime(), record(n).startedAt.getTime());
+    });
+    assert.deepEqual(records[123], record(123));
+
+    const segments = await listSegments(dir);
+    assert.ok(segments.length > 5, `${segments.length} segments`);
+    const sequences = segments.map(segmentSequence);
+    assert.deepEqual(sequences, [...sequences].sort((a, b) => a - b));
+    assert.equal(new Set(sequences).size, sequences.length);
+    for (const path of segments) assert.ok((await stat(path)).size <= 256 * 1024);
+
+    const stats = journal.stats;
+    assert.equal(stats.committed, 20_000);
+    assert.equal(stats.dropped, 0);
+    assert.equal(stats.appended, 20_000);
+    assert.ok(stats.batches < stats.appended / 10, `${stats.batches} write calls for ${stats.appended} appends`);
+    assert.equal(commits, stats.batches);
+    assert.ok(stats.lastCommitAt !== null);
+  });
+
+  test('rotates only at line boundaries; a record larger than a segment goes in whole', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, segmentBytes: 4096 });
+    for (let n = 0; n < 30; n++) journal.append(record(n, { text: 'x'.repeat(n === 10 ? 10_000 : 300) }));
+    await journal.close();
+
+    const records = await readRecords(dir);
+    assert.deepEqual(records.map((rec) => rec._id), Array.from({ length: 30 }, (_, n) => `req-${n}`));
+    for (const path of await listSegments(dir)) {
+      const lines = await readLines(path);
+      const size = (await stat(path)).size;
+      assert.ok(size <= 4096 || lines.length === 1, `${path}: ${size} bytes in ${lines.length} lines`);
+    }
+  });
+
+  test('group commit: appends made while a write is in flight share the next write', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, fsync: 'always' });
+    for (let n = 0; n < 1000; n++) journal.append(record(n));
+    await journal.flush();
+    assert.equal(journal.stats.batches, 1, 'one synchronous burst, one write');
+    for (let round = 0; round < 50; round++) {
+      for (let n = 0; n < 20; n++) journal.append(record(n));
+      await tick();
+    }
+    await journal.close();
+    const { batches, committed, fsyncs } = journal.stats;
+    assert.equal(committed, 2000);
+    assert.ok(batches < 50, `${batches} writes for 50 bursts made during writes`);
+    assert.ok(fsyncs >= batches);
+  });
+
+  test('fsync always: every batch is fsynced before it counts as committed', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, fsync: 'always' });
+    const fsyncsAtCommit: number[] = [];
+    journal.onCommit(() => fsyncsAtCommit.push(journal.stats.fsyncs));
+    for (let round = 0; round < 10; round++) {
+      journal.append(record(round));
+      await journal.flush();
+    }
+    assert.deepEqual(fsyncsAtCommit, Array.from({ length: 10 }, (_, i) => i + 1));
+    await journal.close();
+  });
+
+  test('fsync interval: at most one fsync per interval, and flush makes everything durable', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, fsync: 'interval', fsyncIntervalMs: 50 });
+    const started = Date.now();
+    while (Date.now() - started < 400) {
+      journal.append(record(0));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const elapsed = Date.now() - started;
+    const { fsyncs, batches } = journal.stats;
+    assert.ok(fsyncs >= 2, `${fsyncs} fsyncs`);
+    assert.ok(fsyncs <= elapsed / 50 + 2, `${fsyncs} fsyncs in ${elapsed} ms`);
+    assert.ok(batches > fsyncs);
+    journal.append(record(1));
+    await journal.flush();
+    assert.ok(journal.stats.fsyncs > fsyncs, 'flush fsyncs what was written since the last fsync');
+    await journal.close();
+  });
+
+  test('fsync never: no fsync until close', async () => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, fsync: 'never' });
+    for (let n = 0; n < 100; n++) journal.append(record(n));
+    await journal.flush();
+    assert.equal(journal.stats.fsyncs, 0);
+    assert.equal(journal.stats.committed, 100);
+    await journal.close();
+    assert.equal(journal.stats.fsyncs, 1);
+    assert.equal((await readRecords(dir)).length, 100);
+  });
+
+  test('a torn last line is cut on open, counted and logged; appends go to a new segment', async () => {
+    const dir = await tempDir();
+    const first = await openJournal({ dir });
+    for (let n = 0; n < 100; n++) first.append(record(n));
+    await first.close();
+    const [last] = (await listSegments(dir)).slice(-1);
+    assert.ok(last !== undefined);
+    const sizeBefore = (await stat(last)).size;
+    await appendFile(last, EJSON.stringify(record(100)).slice(0, 150));
+
+    const logs: string[] = [];
+    const second = await openJournal({ dir }, logs);
+    assert.equal(second.stats.tornLinesSkipped, 1);
+    assert.ok(logs.some((msg) => msg.includes('torn') && msg.includes(last)), logs.join('\n'));
+    assert.equal((await stat(last)).size, sizeBefore);
+    assert.ok(second.activeSegment !== null && segmentSequence(second.activeSegment) > segmentSequence(last));
+    for (let n = 100; n < 150; n++) second.append(record(n));
+    await second.close();
+    assert.deepEqual((await readRecords(dir)).map((rec) => rec._id), Array.from({ length: 150 }, (_, n) => `req-${n}`));
+  });
+
+  test('SIGKILL while appending with fsync always: every line parses, no holes, nothing committed lost', async () => {
+    const dir = await tempDir();
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'support/journal-writer.ts'), dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let committed = 0;
+    for await (const line of createInterface({ input: child.stdout })) {
+      committed = Number(line.split(' ')[1]);
+      if (committed >= 3000) break;
+    }
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    assert.ok(committed >= 3000, 'the writer committed records before it was killed');
+
+    const journal = await openJournal({ dir });
+    await journal.close();
+    const ids = (await readRecords(dir)).map((rec) => rec._id);
+    assert.ok(ids.length >= committed, `${ids.length} records on disk, ${committed} reported committed`);
+    ids.forEach((id, n) => assert.equal(id, `crash-${n}`));
+    assert.ok((await listSegments(dir)).length > 2, 'the writer rotated');
+  });
+
+  test('retention by bytes deletes the oldest segments the shipper lets go', async () => {
+    const dir = await tempDir();
+    const writer = await openJournal({ dir, segmentBytes: 4096 });
+    for (let n = 0; n < 100; n++) writer.append(record(n));
+    await writer.close();
+    const before = await listSegments(dir);
+    assert.ok(before.length > 10);
+    const kept = before[1];
+    assert.ok(kept !== undefined);
+
+    const journal = await openJournal({ dir, segmentBytes: 4096, retentionBytes: 20_000, canDelete: (path) => path !== kept });
+    const after = await listSegments(dir);
+    const sizes = await Promise.all(after.map(async (path) => (await stat(path)).size));
+    assert.ok(sizes.reduce((a, b) => a + b, 0) <= 20_000);
+    assert.ok(after.includes(kept), 'a segment the shipper has not shipped stays');
+    assert.ok(!after.includes(before[0] ?? ''), 'the oldest shipped segment went');
+    assert.deepEqual(after.slice(-3, -1), before.slice(-2), 'the newest segments stay');
+    assert.equal(journal.stats.segments, after.length);
+    await journal.close();
+  });
+
+  test('retention by days goes by mtime, respects canDelete and never deletes the active segment', async () => {
+    const dir = await tempDir();
+    const writer = await openJournal({ dir, segmentBytes: 4096 });
+    for (let n = 0; n < 50; n++) writer.append(record(n));
+    await writer.close();
+    const before = await listSegments(dir);
+    const old = new Date(Date.now() - 10 * 86_400_000);
+    for (const path of before.slice(0, 3)) await utimes(path, old, old);
+
+    const journal = await openJournal({ dir, retentionDays: 7, canDelete: (path) => path !== before[0] });
+    assert.deepEqual((await listSegments(dir)).slice(0, -1), [before[0], ...before.slice(3)]);
+    const active = journal.activeSegment;
+    assert.ok(active !== null);
+    await utimes(active, old, old);
+    const policy = { retentionDays: 7, retentionBytes: 0, canDelete: () => true };
+    assert.ok(!(await enforceRetention(dir, policy, active)).includes(active));
+    assert.deepEqual(await listSegments(dir), [active]);
+    await journal.close();
+  });
+
+  test('an active segment that fails with ENOSPC (/dev/full): records dropped, logged once, recovered', async () => {
+    const dir = await tempDir();
+    const logs: string[] = [];
+    const journal = await openJournal({ dir, segmentBytes: 4096, fsync: 'always' }, logs);
+    const changes: boolean[] = [];
+    journal.onWritableChange((writable) => changes.push(writable));
+    assert.ok(journal.activeSegment !== null);
+    await symlink('/dev/full', segmentPath(dir, segmentSequence(journal.activeSegment) + 1));
+
+    for (let n = 0; n < 40; n++) journal.append(record(n, { text: 'y'.repeat(400) }));
+    await journal.flush();
+    assert.equal(journal.writable, false);
+    for (let n = 0; n < 10; n++) journal.append(record(100 + n));
+    const { committed, dropped } = journal.stats;
+    assert.ok(committed > 0 && dropped > 0);
+    assert.equal(committed + dropped, 50);
+    assert.equal(logs.filter((msg) => msg.includes('ENOSPC')).length, 1, logs.join('\n'));
+
+    await waitForWritable(journal, true);
+    assert.deepEqual(changes, [false, true]);
+    journal.append(record(200));
+    await journal.close();
+    const ids = (await readRecords(dir)).map((rec) => rec._id);
+    assert.equal(ids.length, committed + 1);
+    assert.equal(ids.at(-1), 'req-200');
+  });
+
+  test('a journal directory that cannot be created (ENOTDIR): open resolves unwritable, recovers later', async () => {
+    const parent = await tempDir();
+    const blocker = join(parent, 'not-a-dir');
+    await writeFile(blocker, 'x');
+    const logs: string[] = [];
+    const journal = await openJournal({ dir: join(blocker, 'journal') }, logs);
+    assert.equal(journal.writable, false);
+    assert.equal(journal.activeSegment, null);
+    assert.ok(logs.some((msg) => msg.includes('ENOTDIR')), logs.join('\n'));
+    journal.append(record(1));
+    assert.equal(journal.stats.dropped, 1);
+
+    await rm(blocker);
+    await mkdir(blocker);
+    await waitForWritable(journal, true);
+    journal.append(record(2));
+    await journal.close();
+    assert.deepEqual((await readRecords(join(blocker, 'journal'))).map((rec) => rec._id), ['req-2']);
+  });
+
+  test('disk full on a 256 KiB tmpfs: writable goes false, drops are counted, space freed, writes resume', async (t) => {
+    const dir = await tempDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir], { stdio: 'pipe' });
+    } catch (err) {
+      t.skip(`cannot mount a tmpfs here (needs root on Linux): ${(err as Error).message.split('\n')[0]}`);
+      return;
+    }
+    t.after(() => execFileSync('umount', [dir]));
+    const journal = await openJournal({ dir, segmentBytes: 64 * 1024, fsync: 'always' }, []);
+    const filler = join(dir, 'filler');
+    const fh = await open(filler, 'w');
+    await fh.write(Buffer.alloc(512 * 1024)).catch(() => undefined);
+    await fh.close();
+
+    for (let n = 0; n < 20; n++) journal.append(record(n, { text: 'z'.repeat(2000) }));
+    await journal.flush();
+    assert.equal(journal.writable, false);
+    assert.ok(journal.stats.dropped > 0);
+    const committedWhileFull = journal.stats.committed;
+
+    await rm(filler);
+    await waitForWritable(journal, true);
+    for (let n = 20; n < 30; n++) journal.append(record(n));
+    await journal.close();
+    assert.equal(journal.stats.committed, committedWhileFull + 10);
+    const ids = (await readRecords(dir)).map((rec) => rec._id);
+    assert.deepEqual(ids.slice(-10), Array.from({ length: 10 }, (_, n) => `req-${20 + n}`));
+  });
+});
+
+describe('audit journal lines', () => {
+  test('varied records round-trip through EJSON.parse unchanged', async () => {
+    const dir = await tempDir();
+    const bodies: unknown[] = [
+      { nested: { deep: { deeper: [1, 2.5, -3e-7, 1e21, 9007199254740993, null, true, 'é'] } } },
+      'raw SSE text\ndata: {"a":1}\n\n',
+      [{ name: 'file', filename: 'a.wav', contentType: 'audio/wav', bytes: 3, sha256: 'ff' }],
+      { unicode: 'Grüße, 日本語, emoji 🎉, rtl עברית, lone surrogate \ud800, control \u0001', 'key.with.dots': 1 },
+      { schema: { $schema: 'https://json-schema.org/draft/2020-12/schema', $defs: { a: { $ref: '#/$defs/b' } } } },
+      null,
+    ];
+    const records = bodies.map((body, n) => record(n, body));
+    records[1]!.startedAt = new Date(Date.UTC(2025, 5, 1, 12, 0, 0, 0)); // no milliseconds
+    records[2]!.endedAt = new Date(-86_400_000); // before 1970: written as $numberLong
+    records[3]!.durationMs = 0.000123;
+    records[4]!.websocket = { messagesIn: 3, messagesOut: 4, bytesIn: 10, bytesOut: 20, closeCode: 1000, closeReason: null, closedBy: 'client' };
+    const journal = await openJournal({ dir });
+    for (const rec of records) journal.append(rec);
+    await journal.close();
+    assert.deepEqual(await readRecords(dir), records);
+    assert.equal(journal.stats.escaped, 0);
+  });
+
+  test('user keys Extended JSON would misread are escaped so every line still reads back', async () => {
+    const dir = await tempDir();
+    const bodies = [
+      { $date: '2020-01-01T00:00:00Z', other: 1 },
+      { $oid: 'not-hex' },
+      { list: [{ $ref: 'coll', $id: 7 }] },
+      { $numberLong: 'abc' },
+      { _bsontype: 'ObjectId' },
+      { 'nul\u0000key': 1 },
+      { $regex: 'a.*', $options: 'i' },
+      { $price: 5, $ref: '#/x' },
+    ];
+    const journal = await openJournal({ dir });
+    bodies.forEach((body, n) => journal.append(record(n, body)));
+    await journal.close();
+    assert.equal(journal.stats.escaped, 7);
+    assert.equal(journal.stats.committed, bodies.length);
+    const back = (await readRecords(dir)).map((rec) => rec.request.body);
+    assert.deepEqual(back, [
+      { '＄date': '2020-01-01T00:00:00Z', other: 1 },
+      { '＄oid': 'not-hex' },
+      { list: [{ '＄ref': 'coll', '＄id': 7 }] },
+      { '＄numberLong': 'abc' },
+      { '＿bsontype': 'ObjectId' },
+      { 'nul␀key': 1 },
+      { '＄regex': 'a.*', '＄options': 'i' },
+      { $price: 5, $ref: '#/x' },
+    ]);
+  });
+
+  test('throughput with ~2 KiB records and fsync interval (printed, not asserted)', async (t) => {
+    const dir = await tempDir();
+    const journal = await openJournal({ dir, segmentBytes: 64 * 1024 * 1024, fsync: 'interval' });
+    const records = Array.from({ length: 1000 }, (_, n) => realisticRecord(n));
+    const total = 40_000;
+    const started = performance.now();
+    for (let n = 0; n < total; n++) {
+      journal.append(records[n % records.length]!);
+      if (n % 200 === 199) await tick();
+    }
+    await journal.flush();
+    const seconds = (performance.now() - started) / 1000;
+    const { appendedBytes, batches, fsyncs } = journal.stats;
+    await journal.close();
+    const perRecord = Math.round(appendedBytes / total);
+    const serialize = performance.now();
+    for (const rec of records) EJSON.stringify(rec, { relaxed: true });
+    const microsPerRecord = ((performance.now() - serialize) * 1000) / records.length;
+    t.diagnostic(
+      `${Math.round(total / seconds)} records/s, ${(appendedBytes / seconds / 1e6).toFixed(1)} MB/s ` +
+        `(${perRecord} B/record, ${batches} writes, ${fsyncs} fsyncs, EJSON.stringify ${microsPerRecord.toFixed(1)} µs/record)`,
+    );
+    assert.equal(journal.stats.committed, total);
+  });
+});

@@ -1,0 +1,90 @@
+/** Graceful shutdown of the real process: SIGTERM drains in-flight streams, /readyz turns 503, then exit 0. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { startUpstream } from './support/upstream.ts';
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function waitReady(adminUrl: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await request(`${adminUrl}/readyz`).then(
+      async (r) => (await r.body.dump(), r.statusCode === 200),
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('proxy never became ready');
+}
+
+test('SIGTERM lets an in-flight stream finish, refuses readiness while draining, then exits 0', async () => {
+  const upstream = await startUpstream();
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: '10000' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = once(child, 'exit');
+  try {
+    await waitReady(`http://127.0.0.1:${adminPort}`);
+    const res = await request(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: [] }),
+      headers: { 'content-type': 'application/json', 'x-test-chunks': '8', 'x-test-chunk-delay-ms': '100' },
+    });
+    const body = res.body.text();
+    child.kill('SIGTERM');
+    let draining = false;
+    for (let i = 0; i < 100 && !draining; i++) {
+      const ready = await request(`http://127.0.0.1:${adminPort}/readyz`).catch(() => null);
+      if (ready === null) break;
+      draining = ready.statusCode === 503;
+      await ready.body.dump();
+    }
+    assert.ok(draining, '/readyz turned 503 while draining');
+    assert.match(await body, /data: \[DONE\]/, 'the in-flight stream completed');
+    const [code] = (await exited) as [number];
+    assert.equal(code, 0);
+    await assert.rejects(request(`http://127.0.0.1:${port}/v1/models`), /ECONNREFUSED/);
+  } finally {
+    child.kill('SIGKILL');
+    await upstream.close();
+  }
+});
+
+test('streams still running when the grace period ends are cut', async () => {
+  const upstream = await startUpstream();
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: '300' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = once(child, 'exit');
+  try {
+    await waitReady(`http://127.0.0.1:${adminPort}`);
+    const res = await request(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: [] }),
+      headers: { 'content-type': 'application/json', 'x-test-chunks': '1000', 'x-test-chunk-delay-ms': '50' },
+    });
+    const body = res.body.text();
+    child.kill('SIGTERM');
+    await assert.rejects(body);
+    const [code] = (await exited) as [number];
+    assert.equal(code, 0);
+  } finally {
+    child.kill('SIGKILL');
+    await upstream.close();
+  }
+});
