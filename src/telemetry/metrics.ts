@@ -1,0 +1,260 @@
+/**
+ * Prometheus metrics (prom-client) for what operators watch: traffic, latency, tokens, bytes,
+ * failures, WebSocket sessions, the audit pipeline and the proxy's own overhead. Every label
+ * is bounded: operations are a fixed vocabulary, models and institutions fold into `other`.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues, type RegistryContentType } from 'prom-client';
+import type { AuditRecord } from '../audit/record.ts';
+import type { MetricsConfig } from '../config.ts';
+import type { MetricsEndpoint } from '../admin.ts';
+import { genAiOperationName } from '../capture/operation.ts';
+import { BoundedLabel } from './labels.ts';
+
+/** Durations of LLM calls: 5 ms to over 5 minutes (reasoning models think long). */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
+/** GenAI semantic-convention advice for gen_ai.client.operation.duration, extended past 81.92 s. */
+const GENAI_DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68];
+/** GenAI semantic-convention advice for gen_ai.client.token.usage: powers of 4. */
+const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+/** The proxy's own work per exchange: tens of microseconds when healthy. */
+const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+export interface AuditPipelineStats {
+  journal: { appended: number; appendedBytes: number; dropped: number; writable: boolean; tornLinesSkipped: number } | null;
+  shipper: { shipped: number; retries: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
+}
+
+export interface ExchangeTimings {
+  /** Time the proxy spent on the exchange itself, not waiting on either side (seconds). */
+  overheadSeconds: number | null;
+}
+
+export class ProxyMetrics implements MetricsEndpoint {
+  readonly registry = new Registry<RegistryContentType>();
+  readonly #models: BoundedLabel;
+  readonly #institutions: BoundedLabel;
+  // Operation names come from client paths; a scanner must not mint series.
+  readonly #operations = new BoundedLabel(64);
+  readonly #exemplars: boolean;
+  #rendering: Promise<unknown> = Promise.resolve();
+
+  readonly requests: Counter<'operation' | 'model' | 'status' | 'institution' | 'outcome'>;
+  readonly duration: Histogram<'operation' | 'model' | 'status'>;
+  readonly ttfb: Histogram<'operation' | 'model' | 'stream'>;
+  readonly overhead: Histogram<'operation'>;
+  readonly tokens: Counter<'model' | 'institution' | 'type'>;
+  readonly inFlight: Gauge<'kind'>;
+  readonly requestBytes: Counter<'operation'>;
+  readonly responseBytes: Counter<'operation'>;
+  readonly upstreamFailures: Counter<'outcome'>;
+  readonly wsSessions: Counter<'outcome'>;
+  readonly wsMessages: Counter<'direction'>;
+  readonly tapFailures: Counter<'stage'>;
+  readonly genaiDuration: Histogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
+  readonly genaiTokens: Histogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
+
+  constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats }) {
+    this.#models = new BoundedLabel(config.maxModels);
+    this.#institutions = new BoundedLabel(config.maxInstitutions);
+    this.#exemplars = options.exemplars;
+    const registers: Registry<RegistryContentType>[] = [this.registry];
+    const enableExemplars = options.exemplars;
+    collectDefaultMetrics({ register: this.registry });
+
+    this.requests = new Counter({
+      name: 'openai_proxy_requests_total',
+      help: 'Proxied exchanges by API operation, model, HTTP status, institution and outcome.',
+      labelNames: ['operation', 'model', 'status', 'institution', 'outcome'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'openai_proxy_request_duration_seconds',
+      help: 'Whole exchange, first request byte to last response byte.',
+      labelNames: ['operation', 'model', 'status'],
+      buckets: DURATION_BUCKETS,
+      enableExemplars,
+      registers,
+    });
+    this.ttfb = new Histogram({
+      name: 'openai_proxy_upstream_ttfb_seconds',
+      help: 'Request start to the first response byte from upstream (time to first token for streams).',
+      labelNames: ['operation', 'model', 'stream'],
+      buckets: DURATION_BUCKETS,
+      enableExemplars,
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'openai_proxy_overhead_seconds',
+      help: 'Time spent in the proxy itself, not waiting on the client or upstream (also in the Server-Timing header).',
+      labelNames: ['operation'],
+      buckets: OVERHEAD_BUCKETS,
+      registers,
+    });
+    this.tokens = new Counter({
+      name: 'openai_proxy_tokens_total',
+      help: 'Tokens reported by upstream usage, by model, institution and type (input, output, cached, reasoning).',
+      labelNames: ['model', 'institution', 'type'],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: 'openai_proxy_requests_in_flight',
+      help: 'Exchanges in progress (kind: http or websocket).',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.requestBytes = new Counter({ name: 'openai_proxy_request_bytes_total', help: 'Request body bytes received from clients.', labelNames: ['operation'], registers });
+    this.responseBytes = new Counter({ name: 'openai_proxy_response_bytes_total', help: 'Response body bytes received from upstream.', labelNames: ['operation'], registers });
+    this.upstreamFailures = new Counter({
+      name: 'openai_proxy_upstream_failures_total',
+      help: 'Exchanges that did not complete normally, by outcome (upstream_unreachable, upstream_timeout, upstream_reset, client_aborted, rejected).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.wsSessions = new Counter({ name: 'openai_proxy_websocket_sessions_total', help: 'WebSocket sessions ended, by outcome.', labelNames: ['outcome'], registers });
+    this.wsMessages = new Counter({ name: 'openai_proxy_websocket_messages_total', help: 'WebSocket messages relayed, by sender (client or upstream).', labelNames: ['direction'], registers });
+    this.tapFailures = new Counter({ name: 'openai_proxy_observer_failures_total', help: 'Failures inside observers (capture, audit, telemetry); the exchange itself went on.', labelNames: ['stage'], registers });
+    this.genaiDuration = new Histogram({
+      name: 'gen_ai_client_operation_duration_seconds',
+      help: 'GenAI semantic convention gen_ai.client.operation.duration for inference calls.',
+      labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'error_type'],
+      buckets: GENAI_DURATION_BUCKETS,
+      registers,
+    });
+    this.genaiTokens = new Histogram({
+      name: 'gen_ai_client_token_usage',
+      help: 'GenAI semantic convention gen_ai.client.token.usage: tokens per call by type (input, output).',
+      labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_token_type'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.#auditGauges(options.auditStats, registers);
+  }
+
+  #auditGauges(stats: () => AuditPipelineStats, registers: Registry<RegistryContentType>[]): void {
+    const gauge = (name: string, help: string, read: (s: AuditPipelineStats) => number | undefined): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect(this: Gauge) {
+          const value = read(stats());
+          if (value !== undefined) this.set(value);
+        },
+      });
+    };
+    // Monotonic totals exposed through collect() must be counters for rate() to work.
+    const counter = (name: string, help: string, read: (s: AuditPipelineStats) => number | undefined): void => {
+      let last = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect(this: Counter) {
+          const value = read(stats());
+          if (value !== undefined && value > last) {
+            this.inc(value - last);
+            last = value;
+          }
+        },
+      });
+    };
+    counter('openai_proxy_audit_journal_appends_total', 'Audit records appended to the journal.', (s) => s.journal?.appended);
+    counter('openai_proxy_audit_journal_bytes_total', 'Bytes appended to the journal.', (s) => s.journal?.appendedBytes);
+    counter('openai_proxy_audit_dropped_total', 'Audit records that could not be written (journal unwritable or full).', (s) => s.journal?.dropped);
+    counter('openai_proxy_audit_torn_lines_total', 'Torn journal lines skipped after a crash.', (s) => s.journal?.tornLinesSkipped);
+    gauge('openai_proxy_audit_journal_writable', '1 while the journal can write.', (s) => (s.journal === null ? undefined : Number(s.journal.writable)));
+    counter('openai_proxy_audit_shipped_total', 'Audit records shipped to MongoDB.', (s) => s.shipper?.shipped);
+    counter('openai_proxy_audit_shipper_retries_total', 'Failed MongoDB shipping attempts that will be retried.', (s) => s.shipper?.retries);
+    gauge('openai_proxy_audit_shipper_lag_records', 'Journal records not yet in MongoDB.', (s) => s.shipper?.lagRecords);
+    gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
+    gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => (s.shipper === null ? undefined : Number(s.shipper.up)));
+  }
+
+  model(raw: string | null | undefined): string {
+    return this.#models.value(raw);
+  }
+
+  /** Records one finished exchange from its audit record. */
+  observe(record: AuditRecord, timings: ExchangeTimings): void {
+    const operation = this.#operations.value(record.openai?.operation);
+    const model = this.#models.value(record.openai?.requestModel ?? record.openai?.responseModel);
+    const institution = this.#institutions.value(record.institution);
+    const status = String(record.response.status ?? 0);
+    const exemplar = this.#exemplars && record.trace !== null ? { trace_id: record.trace.traceId, span_id: record.trace.spanId } : undefined;
+
+    this.requests.inc({ operation, model, status, institution, outcome: record.outcome });
+    this.#observe(this.duration, { operation, model, status }, record.durationMs / 1000, exemplar);
+    if (record.upstreamTtfbMs !== null) {
+      this.#observe(this.ttfb, { operation, model, stream: String(record.openai?.stream ?? false) }, record.upstreamTtfbMs / 1000, exemplar);
+    }
+    if (timings.overheadSeconds !== null) this.overhead.observe({ operation }, timings.overheadSeconds);
+    this.requestBytes.inc({ operation }, record.request.bytes);
+    this.responseBytes.inc({ operation }, record.response.bytes);
+    if (record.outcome !== 'ok') this.upstreamFailures.inc({ outcome: record.outcome });
+    if (record.websocket !== undefined) this.#observeWebSocket(record);
+    this.#observeUsage(record, model, institution);
+  }
+
+  #observe<L extends string>(histogram: Histogram<L>, labels: LabelValues<L>, value: number, exemplar: Record<string, string> | undefined): void {
+    if (exemplar === undefined) histogram.observe(labels, value);
+    else histogram.observe({ labels, value, exemplarLabels: exemplar as LabelValues<L> });
+  }
+
+  #observeWebSocket(record: AuditRecord): void {
+    const ws = record.websocket;
+    if (ws === undefined) return;
+    this.wsSessions.inc({ outcome: record.outcome });
+    this.wsMessages.inc({ direction: 'client' }, ws.messagesIn);
+    this.wsMessages.inc({ direction: 'upstream' }, ws.messagesOut);
+  }
+
+  #observeUsage(record: AuditRecord, model: string, institution: string): void {
+    const usage = record.openai?.usage;
+    const genaiOperation = genAiOperationName(record.openai?.operation ?? null);
+    if (genaiOperation !== null) {
+      const errorType = record.outcome === 'ok' && (record.response.status ?? 0) < 400 ? '' : record.error?.type ?? String(record.response.status);
+      this.genaiDuration.observe(
+        { gen_ai_operation_name: genaiOperation, gen_ai_provider_name: 'openai', gen_ai_request_model: model, error_type: errorType },
+        record.durationMs / 1000,
+      );
+    }
+    if (usage === null || usage === undefined) return;
+    const types: Array<[string, number | null]> = [
+      ['input', usage.inputTokens],
+      ['output', usage.outputTokens],
+      ['cached', usage.cachedTokens],
+      ['reasoning', usage.reasoningTokens],
+    ];
+    for (const [type, value] of types) {
+      if (value !== null && value > 0) this.tokens.inc({ model, institution, type }, value);
+      if (genaiOperation !== null && value !== null && (type === 'input' || type === 'output')) {
+        this.genaiTokens.observe(
+          { gen_ai_operation_name: genaiOperation, gen_ai_provider_name: 'openai', gen_ai_request_model: model, gen_ai_token_type: type },
+          value,
+        );
+      }
+    }
+  }
+
+  /**
+   * prom-client renames counters for OpenMetrics in place (dropping `_total`), which would leak
+   * into the next text-format scrape; renders are serialised and the names restored after.
+   */
+  render(openMetrics: boolean): Promise<{ contentType: string; body: string }> {
+    const next = this.#rendering.then(() => this.#render(openMetrics));
+    this.#rendering = next.catch(() => undefined);
+    return next;
+  }
+
+  async #render(openMetrics: boolean): Promise<{ contentType: string; body: string }> {
+    const contentType = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
+    const counters = (this.registry.getMetricsAsArray() as unknown[]).filter((m): m is { name: string } => m instanceof Counter);
+    const names = counters.map((m) => m.name);
+    this.registry.setContentType(contentType);
+    try {
+      return { contentType, body: await this.registry.metrics() };
+    } finally {
+      counters.forEach((m, i) => (m.name = names[i] as string));
+    }
+  }
+}
