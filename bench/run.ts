@@ -2,7 +2,7 @@
 // proxy variants as children, verifies them, then measures every scenario over interleaved rounds.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { startBenchServer, startVariant, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
 import { judge } from './lib/goals.ts';
 import type { JournalSize } from './lib/journal.ts';
@@ -21,6 +21,7 @@ import { runRound } from './scenarios/round.ts';
 import { throughputRun } from './scenarios/throughput.ts';
 
 let workDir: string | null = null;
+let interrupted = false;
 
 // Children must not outlive the harness, whatever ends it.
 process.once('exit', () => {
@@ -29,6 +30,7 @@ process.once('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    interrupted = true;
     log(`${signal}: stopping all children`);
     void stopAll().finally(() => process.exit(130));
   });
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   log(`starting ${settings.variants.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
   const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest };
   const variants = await Promise.all(settings.variants.map((variant) => startVariant(variant, context)));
-  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, journal: null };
+  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null };
   const endpoints = [direct, ...variants];
 
   for (const endpoint of endpoints) {
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
   if (audit !== null) {
     await audit.settle(1000);
     journal = await audit.size();
+    if (journal.records === 0) notes.push('proxy+audit wrote no records to AUDIT_DIR/*.ndjson: auditing was not active.');
   }
   const fullRan = settings.variants.includes('proxy+full') && !settings.selfTest;
   const sinkCounts = fullRan ? await sinkStats(sinkUrl) : null;
@@ -118,14 +121,14 @@ async function main(): Promise<void> {
     runSeconds: (performance.now() - started) / 1000,
   });
   process.stdout.write(markdown);
-  writeFileSync(join(ROOT, settings.out), markdown);
+  writeFileSync(resolve(ROOT, settings.out), markdown);
   log(`wrote ${settings.out}`);
 }
 
 try {
   await main();
 } catch (error) {
-  process.stderr.write(`\nbench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  if (!interrupted) process.stderr.write(`\nbench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exitCode = 1;
 } finally {
   await stopAll();

@@ -2,6 +2,7 @@
  * Entry point: config -> telemetry -> audit -> servers, and a graceful shutdown on SIGTERM/SIGINT.
  */
 import { startProxy } from './app.ts';
+import { createRuntime } from './runtime.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { errorMessage, log } from './log.ts';
 
@@ -19,12 +20,8 @@ function configOrExit(): Config {
 
 async function main(): Promise<void> {
   const config = configOrExit();
-  const proxy = await startProxy(config, {
-    observers: [],
-    admission: [],
-    metrics: null,
-    health: () => ({}),
-  });
+  const runtime = await createRuntime(config);
+  const proxy = await startProxy(config, runtime.components);
   log.info('proxy listening', { url: proxy.url, admin: proxy.adminUrl, upstream: config.upstreamUrl.href });
 
   let stopping = false;
@@ -34,6 +31,7 @@ async function main(): Promise<void> {
     log.info('draining', { signal, graceMs: config.shutdownGraceMs });
     proxy
       .drain(config.shutdownGraceMs)
+      .then(() => runtime.close())
       .then(() => {
         log.info('stopped');
         process.exit(0);

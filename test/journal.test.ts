@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,11 +69,12 @@ function realisticRecord(n: number): AuditRecord {
     model: 'gpt-4o-mini',
     messages: [
       { role: 'system', content: 'You are a helpful assistant for a university library.' },
-      { role: 'user', content: `Question ${n}: summarise the borrowing rules for graduate students. `.repeat(6) },
+      { role: 'user', content: `Question ${n}: summarise the borrowing rules for graduate students. `.repeat(3) },
     ],
     temperature: 0.2,
   });
-  rec.response.body = { id: `chatcmpl-${n}`, choices: [{ message: { content: 'Graduate students may borrow… '.repeat(25) } }] };
+  const answer = 'Graduate students may borrow… '.repeat(12);
+  rec.response.body = { id: `chatcmpl-${n}`, choices: [{ message: { content: answer } }] };
   return rec;
 }
 
@@ -163,19 +165,34 @@ describe('audit journal', () => {
 
   test('group commit: appends made while a write is in flight share the next write', async () => {
     const dir = await tempDir();
-    const journal = await openJournal({ dir, fsync: 'always' });
+    const journal = await openJournal({ dir, fsync: 'always', segmentBytes: 16 * 1024 * 1024 });
     for (let n = 0; n < 1000; n++) journal.append(record(n));
     await journal.flush();
-    assert.equal(journal.stats.batches, 1, 'one synchronous burst, one write');
-    for (let round = 0; round < 50; round++) {
-      for (let n = 0; n < 20; n++) journal.append(record(n));
-      await tick();
-    }
+    assert.equal(journal.stats.batches, 1, 'a synchronous burst is one write');
+
+    journal.append(record(1000));
+    await tick(); // the writer has taken that record: its write is in flight
+    for (let n = 1001; n < 1100; n++) journal.append(record(n));
     await journal.close();
-    const { batches, committed, fsyncs } = journal.stats;
-    assert.equal(committed, 2000);
-    assert.ok(batches < 50, `${batches} writes for 50 bursts made during writes`);
-    assert.ok(fsyncs >= batches);
+    assert.deepEqual(
+      { batches: journal.stats.batches, committed: journal.stats.committed },
+      { batches: 3, committed: 1100 },
+      'the 99 appends made during the write share the next one',
+    );
+    assert.deepEqual((await readRecords(dir)).map((rec) => rec._id), Array.from({ length: 1100 }, (_, n) => `req-${n}`));
+  });
+
+  test('a record that cannot be serialized is dropped and counted; append does not throw', async () => {
+    const dir = await tempDir();
+    const logs: string[] = [];
+    const journal = await openJournal({ dir }, logs);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    journal.append(record(0, circular));
+    journal.append(record(1));
+    await journal.close();
+    assert.deepEqual({ dropped: journal.stats.dropped, committed: journal.stats.committed }, { dropped: 1, committed: 1 });
+    assert.equal(logs.length, 1);
   });
 
   test('fsync always: every batch is fsynced before it counts as committed', async () => {
@@ -275,7 +292,8 @@ describe('audit journal', () => {
     const kept = before[1];
     assert.ok(kept !== undefined);
 
-    const journal = await openJournal({ dir, segmentBytes: 4096, retentionBytes: 20_000, canDelete: (path) => path !== kept });
+    const canDelete = (path: string): boolean => path !== kept;
+    const journal = await openJournal({ dir, segmentBytes: 4096, retentionBytes: 20_000, canDelete });
     const after = await listSegments(dir);
     const sizes = await Promise.all(after.map(async (path) => (await stat(path)).size));
     assert.ok(sizes.reduce((a, b) => a + b, 0) <= 20_000);
@@ -306,7 +324,11 @@ describe('audit journal', () => {
     await journal.close();
   });
 
-  test('an active segment that fails with ENOSPC (/dev/full): records dropped, logged once, recovered', async () => {
+  test('an active segment that fails with ENOSPC (/dev/full): records dropped, logged once, recovered', async (t) => {
+    if (!existsSync('/dev/full')) {
+      t.skip('no /dev/full on this system');
+      return;
+    }
     const dir = await tempDir();
     const logs: string[] = [];
     const journal = await openJournal({ dir, segmentBytes: 4096, fsync: 'always' }, logs);
@@ -361,26 +383,31 @@ describe('audit journal', () => {
       t.skip(`cannot mount a tmpfs here (needs root on Linux): ${(err as Error).message.split('\n')[0]}`);
       return;
     }
-    t.after(() => execFileSync('umount', [dir]));
     const journal = await openJournal({ dir, segmentBytes: 64 * 1024, fsync: 'always' }, []);
+    t.after(async () => {
+      await journal.close();
+      execFileSync('umount', [dir]);
+    });
+    for (let n = 0; n < 5; n++) journal.append(record(n));
+    await journal.flush();
     const filler = join(dir, 'filler');
     const fh = await open(filler, 'w');
     await fh.write(Buffer.alloc(512 * 1024)).catch(() => undefined);
     await fh.close();
 
-    for (let n = 0; n < 20; n++) journal.append(record(n, { text: 'z'.repeat(2000) }));
+    // The first batch may be half written into the segment's last page: it must be cut off again.
+    for (let n = 5; n < 25; n++) journal.append(record(n, { text: 'z'.repeat(2000) }));
     await journal.flush();
     assert.equal(journal.writable, false);
-    assert.ok(journal.stats.dropped > 0);
-    const committedWhileFull = journal.stats.committed;
+    assert.deepEqual({ committed: journal.stats.committed, dropped: journal.stats.dropped }, { committed: 5, dropped: 20 });
 
     await rm(filler);
     await waitForWritable(journal, true);
-    for (let n = 20; n < 30; n++) journal.append(record(n));
+    for (let n = 25; n < 35; n++) journal.append(record(n));
     await journal.close();
-    assert.equal(journal.stats.committed, committedWhileFull + 10);
+    assert.equal(journal.stats.committed, 15);
     const ids = (await readRecords(dir)).map((rec) => rec._id);
-    assert.deepEqual(ids.slice(-10), Array.from({ length: 10 }, (_, n) => `req-${20 + n}`));
+    assert.deepEqual(ids, [0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34].map((n) => `req-${n}`));
   });
 });
 
@@ -388,7 +415,7 @@ describe('audit journal lines', () => {
   test('varied records round-trip through EJSON.parse unchanged', async () => {
     const dir = await tempDir();
     const bodies: unknown[] = [
-      { nested: { deep: { deeper: [1, 2.5, -3e-7, 1e21, 9007199254740993, null, true, 'é'] } } },
+      { nested: { deep: { deeper: [1, 2.5, -3e-7, 1e21, Number.MAX_SAFE_INTEGER, null, true, 'é'] } } },
       'raw SSE text\ndata: {"a":1}\n\n',
       [{ name: 'file', filename: 'a.wav', contentType: 'audio/wav', bytes: 3, sha256: 'ff' }],
       { unicode: 'Grüße, 日本語, emoji 🎉, rtl עברית, lone surrogate \ud800, control \u0001', 'key.with.dots': 1 },
@@ -399,7 +426,9 @@ describe('audit journal lines', () => {
     records[1]!.startedAt = new Date(Date.UTC(2025, 5, 1, 12, 0, 0, 0)); // no milliseconds
     records[2]!.endedAt = new Date(-86_400_000); // before 1970: written as $numberLong
     records[3]!.durationMs = 0.000123;
-    records[4]!.websocket = { messagesIn: 3, messagesOut: 4, bytesIn: 10, bytesOut: 20, closeCode: 1000, closeReason: null, closedBy: 'client' };
+    records[4]!.websocket = {
+      messagesIn: 3, messagesOut: 4, bytesIn: 10, bytesOut: 20, closeCode: 1000, closeReason: null, closedBy: 'client',
+    };
     const journal = await openJournal({ dir });
     for (const rec of records) journal.append(rec);
     await journal.close();
@@ -457,7 +486,8 @@ describe('audit journal lines', () => {
     const microsPerRecord = ((performance.now() - serialize) * 1000) / records.length;
     t.diagnostic(
       `${Math.round(total / seconds)} records/s, ${(appendedBytes / seconds / 1e6).toFixed(1)} MB/s ` +
-        `(${perRecord} B/record, ${batches} writes, ${fsyncs} fsyncs, EJSON.stringify ${microsPerRecord.toFixed(1)} µs/record)`,
+        `(${perRecord} B/record, ${batches} writes, ${fsyncs} fsyncs, ` +
+        `EJSON.stringify ${microsPerRecord.toFixed(1)} µs/record)`,
     );
     assert.equal(journal.stats.committed, total);
   });

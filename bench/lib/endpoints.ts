@@ -18,6 +18,8 @@ export interface Endpoint {
   /** The server process whose RSS is sampled during transfers (the upstream itself for `direct`). */
   pid: number;
   child: ChildProcess;
+  /** Where the server's stderr goes; quoted when it dies. */
+  logPath: string;
   journal: Journal | null;
 }
 
@@ -33,12 +35,12 @@ function slug(name: string): string {
 }
 
 /** Starts one of the bench's own servers (upstream, sink, pipes): env PORT (+ UPSTREAM_URL), ready when it accepts TCP. */
-export async function startBenchServer(name: string, file: string, workDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
+export async function startBenchServer(name: string, file: string, workDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number; logPath: string }> {
   const port = await freePort();
   const logPath = join(workDir, `${slug(name)}.stderr.log`);
   const child = spawnNode(file, { ...process.env, ...env, PORT: String(port) }, logPath);
   await waitReady(name, child, () => tcpOpen(port), logPath);
-  return { child, port };
+  return { child, port, logPath };
 }
 
 function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS.ProcessEnv {
@@ -68,8 +70,8 @@ export async function startVariant(variant: Variant, ctx: StartContext): Promise
   const isProxy = PROXY_VARIANTS.includes(variant);
   if (!isProxy || ctx.selfTest) {
     const file = variant === 'pipe-http' ? 'bench/pipe-http.ts' : 'bench/pipe-undici.ts';
-    const { child, port } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl });
-    return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, journal: null };
+    const { child, port, logPath } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl });
+    return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal: null };
   }
   const [port, adminPort] = [await freePort(), await freePort()];
   const auditDir = join(ctx.workDir, `audit-${slug(variant)}`);
@@ -79,5 +81,5 @@ export async function startVariant(variant: Variant, ctx: StartContext): Promise
   const child = spawnNode('src/main.ts', env, logPath);
   await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
   const journal = variant === 'proxy' ? null : new Journal(auditDir);
-  return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, journal };
+  return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal };
 }

@@ -85,6 +85,7 @@ function metricsTable(input: ReportInput): string {
 }
 
 function verdictTable(verdicts: Verdict[]): string {
+  if (verdicts.length === 0) return 'No proxy variant was measured.';
   const formats = new Map(rows(0).map(([metric, , format]) => [metric, format]));
   return table(['variant', 'target', 'median', 'met'], verdicts.map((v) => [
     v.goal.variant,

@@ -13,12 +13,13 @@ export interface StreamTiming {
 }
 
 const BODY = Buffer.from(JSON.stringify(STREAM_REQUEST));
+export const IDLE_TIMEOUT_MS = 10_000; // a stuck endpoint must fail the run, not hang it
 
 export function timedStream(baseUrl: string, agent: http.Agent): Promise<StreamTiming> {
   return new Promise((resolve, reject) => {
     const headers = { 'content-type': 'application/json', authorization: 'Bearer sk-bench', 'content-length': BODY.length };
     const t0 = performance.now();
-    const req = http.request(`${baseUrl}/v1/chat/completions`, { method: 'POST', agent, headers }, (res) => {
+    const req = http.request(`${baseUrl}/v1/chat/completions`, { method: 'POST', agent, headers, timeout: IDLE_TIMEOUT_MS }, (res) => {
       const timing: StreamTiming = {
         status: res.statusCode ?? 0,
         contentType: res.headers['content-type'] ?? '',
@@ -41,6 +42,7 @@ export function timedStream(baseUrl: string, agent: http.Agent): Promise<StreamT
       res.once('end', () => resolve(timing));
       res.once('error', reject);
     });
+    req.once('timeout', () => req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS} ms from ${baseUrl}`)));
     req.once('error', reject);
     req.end(BODY);
   });

@@ -3,6 +3,11 @@
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { IDLE_TIMEOUT_MS } from './sse-client.ts';
+
+function failWhenIdle(req: http.ClientRequest, url: string): void {
+  req.once('timeout', () => req.destroy(new Error(`no progress for ${IDLE_TIMEOUT_MS} ms on ${url}`)));
+}
 
 export interface Transfer {
   status: number;
@@ -14,12 +19,14 @@ export interface Transfer {
 export function download(baseUrl: string, bytes: number): Promise<Transfer> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = http.get(`${baseUrl}/download?bytes=${bytes}`, { agent: false }, (res) => {
+    const url = `${baseUrl}/download?bytes=${bytes}`;
+    const req = http.get(url, { agent: false, timeout: IDLE_TIMEOUT_MS }, (res) => {
       let received = 0;
       res.on('data', (chunk: Buffer) => { received += chunk.length; });
       res.once('end', () => resolve({ status: res.statusCode ?? 0, seconds: (performance.now() - t0) / 1000, bytes: received }));
       res.once('error', reject);
     });
+    failWhenIdle(req, url);
     req.once('error', reject);
   });
 }
@@ -42,7 +49,9 @@ function generated(total: number): Readable {
 export async function upload(baseUrl: string, bytes: number): Promise<Transfer> {
   const t0 = performance.now();
   // No content-length: node:http then sends the body with chunked encoding.
-  const req = http.request(`${baseUrl}/upload`, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' } });
+  const url = `${baseUrl}/upload`;
+  const req = http.request(url, { method: 'POST', agent: false, timeout: IDLE_TIMEOUT_MS, headers: { 'content-type': 'application/octet-stream' } });
+  failWhenIdle(req, url);
   const response = new Promise<http.IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', reject);

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { Endpoint } from './endpoints.ts';
 import { CHAT_REQUEST } from './payloads.ts';
-import { streamProblem, timedStream } from './sse-client.ts';
+import { IDLE_TIMEOUT_MS, streamProblem, timedStream } from './sse-client.ts';
 import { download, upload } from './transfer.ts';
 
 const ODD_SIZE = 1024 * 1024 + 12_345; // not a multiple of the 64 KiB block on purpose
@@ -14,12 +14,13 @@ function postChat(baseUrl: string): Promise<Answer> {
   const body = Buffer.from(JSON.stringify(CHAT_REQUEST));
   const headers = { 'content-type': 'application/json', authorization: 'Bearer sk-bench', 'content-length': body.length };
   return new Promise((resolve, reject) => {
-    const req = http.request(`${baseUrl}/v1/chat/completions`, { method: 'POST', agent: false, headers }, (res) => {
+    const req = http.request(`${baseUrl}/v1/chat/completions`, { method: 'POST', agent: false, headers, timeout: IDLE_TIMEOUT_MS }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (chunk: string) => { text += chunk; });
       res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
       res.once('error', reject);
     });
+    req.once('timeout', () => req.destroy(new Error(`no answer within ${IDLE_TIMEOUT_MS} ms`)));
     req.once('error', reject);
     req.end(body);
   });

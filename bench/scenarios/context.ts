@@ -5,6 +5,8 @@ import type { Settings } from '../lib/options.ts';
 import type { Samples } from '../lib/stats.ts';
 import type { WrkResult } from '../lib/wrk-parse.ts';
 import { sleep } from '../lib/log.ts';
+import { isRunning } from '../lib/processes.ts';
+import { logTail } from '../lib/ready.ts';
 
 export interface RoundContext {
   round: number;
@@ -16,6 +18,7 @@ export interface RoundContext {
 
 /** Lets the last endpoint's background work (journal flush, GC, span export) finish before the next one is timed. */
 export async function pause(endpoint: Endpoint): Promise<void> {
+  if (!isRunning(endpoint.child)) throw new Error(`${endpoint.name} died during the run; stderr:\n${logTail(endpoint.logPath)}`);
   if (endpoint.journal !== null) await endpoint.journal.settle(300, 5000);
   await sleep(200);
 }

@@ -1,5 +1,5 @@
-// One round: every scenario in turn, each one measuring all endpoints back to back (A B C …), so
-// that the figures compared with each other were taken minutes apart at most.
+// One round: every scenario in turn, each measuring all endpoints back to back (A B C …), so that
+// the figures compared with each other were taken seconds apart, under the same machine noise.
 import { log } from '../lib/log.ts';
 import type { RoundContext } from './context.ts';
 import { latency } from './latency.ts';

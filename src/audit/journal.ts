@@ -2,26 +2,18 @@
  * The local write-ahead audit journal: one relaxed Extended JSON line per record, group commit,
  * size-rotated segments, crash recovery, retention, and survival of a full or unwritable disk.
  */
-import { mkdir, open, truncate, unlink } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { log } from '../log.ts';
 import { recordLine } from './journal-line.ts';
-import {
-  cutTornTail,
-  enforceRetention,
-  listSegments,
-  probeDirectory,
-  segmentPath,
-  segmentSequence,
-  syncDirectory,
-  writeAll,
-} from './journal-segments.ts';
+import { JournalLog } from './journal-log.ts';
+import { enforceRetention, probeDirectory } from './journal-segments.ts';
 import type { RetentionPolicy } from './journal-segments.ts';
-import { ErrorLog } from './journal-log.ts';
+import { SegmentWriter } from './journal-writer.ts';
+import type { FsyncPolicy } from './journal-writer.ts';
 import type { AuditRecord } from './record.ts';
 
 export { JournalSegmentNameError, JournalWriteError, listSegments, segmentSequence } from './journal-segments.ts';
-
-export type FsyncPolicy = 'always' | 'interval' | 'never';
+export type { FsyncPolicy } from './journal-writer.ts';
 
 export interface JournalOptions {
   dir: string;
@@ -56,13 +48,6 @@ export interface JournalStats {
   escaped: number;
 }
 
-interface Segment {
-  path: string;
-  fh: FileHandle;
-  /** Bytes written and counted: where a failed batch is cut back to. */
-  size: number;
-}
-
 interface FlushWaiter {
   target: number;
   resolve: () => void;
@@ -75,18 +60,16 @@ const MAX_PENDING_BYTES = 128 * 1024 * 1024;
 
 export class Journal {
   readonly #dir: string;
-  readonly #segmentBytes: number;
   readonly #policy: FsyncPolicy;
   readonly #fsyncIntervalMs: number;
   readonly #retention: RetentionPolicy;
-  readonly #log: ErrorLog;
+  readonly #log: JournalLog;
+  readonly #writer: SegmentWriter;
   readonly #stats: JournalStats = {
     appended: 0, appendedBytes: 0, committed: 0, dropped: 0, tornLinesSkipped: 0,
     segments: 0, lastCommitAt: null, batches: 0, fsyncs: 0, escaped: 0,
   };
 
-  #segment: Segment | null = null;
-  #nextSequence = 1;
   #recovered = false;
   #writable = false;
   #closing: Promise<void> | null = null;
@@ -97,11 +80,10 @@ export class Journal {
   #queued = 0;
   #settled = 0;
   #running = false;
+  #loop: Promise<void> = Promise.resolve();
   #flushWaiters: FlushWaiter[] = [];
 
-  #dirty = false;
   #syncRequested = false;
-  #lastSyncAt = 0;
   #syncTimer: NodeJS.Timeout | null = null;
   #probeTimer: NodeJS.Timeout | null = null;
   #retentionTimer: NodeJS.Timeout | null = null;
@@ -114,15 +96,15 @@ export class Journal {
 
   private constructor(opts: JournalOptions) {
     this.#dir = opts.dir;
-    this.#segmentBytes = opts.segmentBytes;
     this.#policy = opts.fsync;
+    this.#writer = new SegmentWriter(opts.dir, opts.segmentBytes, opts.fsync, this.#stats);
     this.#fsyncIntervalMs = opts.fsyncIntervalMs ?? 100;
     this.#retention = {
       retentionDays: opts.retentionDays ?? null,
       retentionBytes: opts.retentionBytes ?? null,
       canDelete: opts.canDelete ?? (() => true),
     };
-    this.#log = new ErrorLog(`audit journal (${opts.dir})`, opts.log ?? ((msg) => console.warn(msg)));
+    this.#log = new JournalLog(`audit journal (${opts.dir})`, opts.log ?? ((msg) => log.warn(msg)));
   }
 
   /**
@@ -145,7 +127,7 @@ export class Journal {
 
   /** The segment being written, which the shipper must read only up to its last full line. */
   get activeSegment(): string | null {
-    return this.#segment?.path ?? null;
+    return this.#writer.path;
   }
 
   get stats(): Readonly<JournalStats> {
@@ -182,7 +164,8 @@ export class Journal {
     }
     if (this.#pendingBytes + line.length > MAX_PENDING_BYTES) {
       this.#stats.dropped++;
-      this.#log.error('write queue full', new Error(`${this.#pendingBytes} bytes not yet written`));
+      const msg = `write queue full (${this.#pendingBytes} bytes not yet written), records are being dropped`;
+      this.#log.limited('queue', msg);
       return;
     }
     this.#stats.appendedBytes += line.length;
@@ -211,28 +194,20 @@ export class Journal {
     for (const timer of [this.#syncTimer, this.#probeTimer, this.#retentionTimer]) clearTimeout(timer ?? undefined);
     await this.#probing;
     await this.#retaining;
+    await this.#loop;
     this.#commitListeners.clear();
     this.#writableListeners.clear();
     this.#writable = false;
-    const segment = this.#segment;
-    this.#segment = null;
-    if (!segment) return;
-    try {
-      await segment.fh.datasync();
-      this.#stats.fsyncs++;
-    } catch (err) {
-      this.#log.error('final fsync failed', err);
-    }
-    await segment.fh.close().catch((err: unknown) => this.#log.error('closing the segment failed', err));
+    await this.#writer.close().catch((err: unknown) => this.#log.error('closing the segment failed', err));
   }
 
-  // --- the writer: one loop at a time, batches what accumulated while the last write ran ---
+  // --- the writer loop: one at a time, each batch takes what accumulated during the last write ---
 
   #kick(): void {
     if (this.#running) return;
     this.#running = true;
     // Deferred so that the appends of this turn of the event loop share the first batch.
-    setImmediate(() => void this.#drain());
+    this.#loop = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#drain());
   }
 
   async #drain(): Promise<void> {
@@ -244,7 +219,7 @@ export class Journal {
         this.#settleFlushes();
       }
     } catch (err) {
-      // Not expected (every step handles its own errors), but the proxy must outlive it.
+      // Not expected (each step handles its own errors), but the proxy must outlive it.
       this.#log.error('writer failed', err);
     } finally {
       this.#running = false;
@@ -253,13 +228,13 @@ export class Journal {
   }
 
   #syncDue(): boolean {
-    if (!this.#dirty || this.#segment === null) return false;
+    if (!this.#writer.dirty) return false;
     if (this.#syncRequested) return true;
     return this.#policy !== 'never' && this.#flushWaiters.some((waiter) => waiter.target <= this.#settled);
   }
 
   #settleFlushes(): void {
-    const durable = this.#policy === 'never' || !this.#dirty || this.#segment === null;
+    const durable = this.#policy === 'never' || !this.#writer.dirty;
     this.#flushWaiters = this.#flushWaiters.filter((waiter) => {
       if (!durable || waiter.target > this.#settled) return true;
       waiter.resolve();
@@ -268,41 +243,20 @@ export class Journal {
   }
 
   async #writeBatch(): Promise<void> {
-    const segment = this.#segment;
-    if (!segment || !this.#writable) {
+    const head = this.#queue[0];
+    if (!this.#writable || head === undefined) {
       this.#drop(this.#takeLines(this.#queue.length));
       return;
     }
     let lines: Buffer[] = [];
     try {
-      const active = this.#mustRotate(segment) ? await this.#rotate(segment) : segment;
-      lines = this.#takeLines(this.#fitting(active));
-      const data = Buffer.concat(lines);
-      await writeAll(active.fh, data);
-      if (this.#policy === 'always') await this.#datasync(active.fh);
-      else this.#dirty = true;
-      active.size += data.length;
+      if (this.#writer.mustRotate(head)) await this.#rotate();
+      lines = this.#takeLines(this.#writer.fitting(this.#queue));
+      await this.#writer.write(Buffer.concat(lines));
       this.#commit(lines.length);
     } catch (err) {
       await this.#fail(err, lines);
     }
-  }
-
-  #mustRotate(segment: Segment): boolean {
-    const next = this.#queue[0];
-    return next !== undefined && segment.size > 0 && segment.size + next.length > this.#segmentBytes;
-  }
-
-  /** How many queued lines fit in the segment; at least one (a record is never split). */
-  #fitting(segment: Segment): number {
-    let bytes = segment.size;
-    let count = 0;
-    for (const line of this.#queue) {
-      if (count > 0 && bytes + line.length > this.#segmentBytes) break;
-      bytes += line.length;
-      count++;
-    }
-    return count;
   }
 
   #takeLines(count: number): Buffer[] {
@@ -325,21 +279,10 @@ export class Journal {
     this.#stats.dropped += lines.length;
   }
 
-  // --- durability ---
-
-  async #datasync(fh: FileHandle): Promise<void> {
-    await fh.datasync();
-    this.#stats.fsyncs++;
-    this.#dirty = false;
-    this.#syncRequested = false;
-    this.#lastSyncAt = Date.now();
-  }
-
   async #sync(): Promise<void> {
-    const segment = this.#segment;
-    if (!segment) return;
+    this.#syncRequested = false;
     try {
-      await this.#datasync(segment.fh);
+      await this.#writer.sync();
     } catch (err) {
       // The batches since the last fsync were counted committed; they may or may not be on disk.
       await this.#fail(err, []);
@@ -349,7 +292,7 @@ export class Journal {
   /** Policy `interval`: at most one fsync per interval, and one soon after the last write. */
   #armSyncTimer(): void {
     if (this.#syncTimer) return;
-    const delay = Math.max(0, this.#lastSyncAt + this.#fsyncIntervalMs - Date.now());
+    const delay = Math.max(0, this.#writer.lastSyncAt + this.#fsyncIntervalMs - Date.now());
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = null;
       this.#syncRequested = true;
@@ -357,47 +300,9 @@ export class Journal {
     }, delay).unref();
   }
 
-  // --- segments ---
-
-  async #openSegment(): Promise<Segment> {
-    const path = segmentPath(this.#dir, this.#nextSequence++);
-    const fh = await open(path, 'a');
-    const size = await fh.stat().then(
-      (info) => info.size,
-      async (err: unknown) => {
-        await fh.close();
-        throw err;
-      },
-    );
-    const segment = { path, fh, size };
-    if (this.#policy !== 'never') await syncDirectory(this.#dir);
-    this.#segment = segment;
-    this.#stats.segments++;
+  async #rotate(): Promise<void> {
+    await this.#writer.rotate();
     this.#retain();
-    return segment;
-  }
-
-  async #rotate(old: Segment): Promise<Segment> {
-    if (this.#dirty && this.#policy !== 'never') await this.#datasync(old.fh);
-    const next = await this.#openSegment();
-    await old.fh.close().catch((err: unknown) => this.#log.error('closing a full segment failed', err));
-    return next;
-  }
-
-  /** Recovery on open: cut the torn tail of the last segment and continue its numbering. */
-  async #recover(): Promise<void> {
-    const segments = await listSegments(this.#dir);
-    const last = segments.at(-1);
-    if (last !== undefined) {
-      const cut = await cutTornTail(last);
-      if (cut > 0) {
-        this.#stats.tornLinesSkipped++;
-        this.#log.info(`cut a torn last line (${cut} bytes) left by a crash from ${last}`);
-      }
-      this.#nextSequence = segmentSequence(last) + 1;
-    }
-    this.#stats.segments = segments.length;
-    this.#recovered = true;
   }
 
   #retain(): void {
@@ -418,26 +323,13 @@ export class Journal {
     this.#drop(lines);
     this.#log.error('write failed, records are being dropped', err);
     this.#setWritable(false);
-    await this.#discardSegment();
-    this.#probeTimer ??= setInterval(() => void this.#probe(), PROBE_INTERVAL_MS).unref();
+    await this.#writer.discard().catch((cleanup: unknown) => this.#log.error('cleaning up the segment failed', cleanup));
+    this.#startProbing();
   }
 
-  /** Cuts a half-written batch off the segment (or removes it if empty) and closes it. */
-  async #discardSegment(): Promise<void> {
-    const segment = this.#segment;
-    if (!segment) return;
-    this.#segment = null;
-    this.#dirty = false;
-    await segment.fh.close().catch(() => undefined); // the handle failed already
-    try {
-      if (segment.size > 0) await truncate(segment.path, segment.size);
-      else {
-        await unlink(segment.path);
-        this.#stats.segments--;
-      }
-    } catch (err) {
-      this.#log.error(`could not clean up ${segment.path}`, err);
-    }
+  #startProbing(): void {
+    if (this.#closing !== null) return;
+    this.#probeTimer ??= setInterval(() => void this.#probe(), PROBE_INTERVAL_MS).unref();
   }
 
   #probe(): Promise<void> {
@@ -447,29 +339,39 @@ export class Journal {
     return this.#probing;
   }
 
+  /** Recovers (first time), proves the directory takes data, and opens a new segment. */
   async #tryToResume(): Promise<void> {
     if (this.#closing !== null) return;
     try {
       await mkdir(this.#dir, { recursive: true });
       if (!this.#recovered) await this.#recover();
       await probeDirectory(this.#dir);
-      await this.#openSegment();
+      await this.#writer.openNext();
     } catch (err) {
       this.#log.error('cannot write to the journal directory', err);
       this.#setWritable(false);
-      this.#probeTimer ??= setInterval(() => void this.#probe(), PROBE_INTERVAL_MS).unref();
+      this.#startProbing();
       return;
     }
     clearInterval(this.#probeTimer ?? undefined);
     this.#probeTimer = null;
     this.#setWritable(true);
+    this.#retain();
+  }
+
+  async #recover(): Promise<void> {
+    const torn = await this.#writer.recover();
+    this.#recovered = true;
+    if (!torn) return;
+    this.#stats.tornLinesSkipped++;
+    this.#log.info(`cut a torn last line (${torn.bytes} bytes) left by a crash from ${torn.path}`);
   }
 
   #setWritable(writable: boolean): void {
     if (!writable) this.#unwritableSince ??= Date.now();
     else if (this.#unwritableSince !== null) {
       const seconds = ((Date.now() - this.#unwritableSince) / 1000).toFixed(1);
-      this.#log.info(`writable again after ${seconds} s, writing ${this.activeSegment}`);
+      this.#log.limited('resumed', `writable again after ${seconds} s, writing ${this.activeSegment}`);
       this.#unwritableSince = null;
     }
     if (writable === this.#writable) return;

@@ -50,6 +50,8 @@ export interface OpenAIInfo {
   upstreamRequestId: string | null;
   organization: string | null;
   processingMs: number | null;
+  /** STREAM_USAGE=inject asked upstream for the usage chunk the client had not asked for. */
+  streamUsageInjected?: boolean;
 }
 
 export interface WebSocketInfo {

@@ -35,8 +35,8 @@ export interface BodyRewriter {
 }
 
 export interface BodyRewritePlan {
-  /** Buffers and rewrites the request body; resolves to the bytes to send upstream. */
-  rewriteRequest(body: Readable, limitBytes: number): Promise<Buffer | null>;
+  /** Resolves to the body to send upstream: new bytes (sent with their Content-Length) or a stream. */
+  rewriteRequest(body: Readable): Promise<Buffer | Readable>;
   /** A transform for the response body, or null to leave it as it is. */
   responseTransform(status: number, headers: Record<string, string | string[] | undefined>): Transform | null;
 }
@@ -56,7 +56,16 @@ function createExchange(req: IncomingMessage): Exchange {
     status: null,
     error: null,
     endHr: null,
+    overheadMs: null,
   };
+}
+
+/** `Server-Timing`: the proxy's own time and upstream's time to the response head, in ms. */
+function serverTiming(exchange: Exchange, now: number, prior: string | string[] | undefined): string {
+  const upstreamMs = (exchange.responseHeadHr ?? now) - (exchange.upstreamStartHr ?? now);
+  exchange.overheadMs = (exchange.upstreamStartHr ?? now) - exchange.startHr + (now - (exchange.responseHeadHr ?? now));
+  const ours = `proxy;dur=${exchange.overheadMs.toFixed(3)}, upstream;dur=${upstreamMs.toFixed(3)}`;
+  return prior === undefined ? ours : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${ours}`;
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -145,10 +154,13 @@ export function createForwarder(options: ForwarderOptions): (req: IncomingMessag
       const responseHeaders = clientResponseHeaders(data.headers);
       const transform = plan?.responseTransform(statusCode, responseHeaders) ?? null;
       taps.responseHead(statusCode, responseHeaders);
+      responseHeaders['server-timing'] = serverTiming(exchange, performance.now(), responseHeaders['server-timing']);
       res.writeHead(statusCode, responseHeaders);
-      const onDone = (err: Error | null): void => {
-        if (err !== null && !res.destroyed) fail(upstreamError(err, upstream.origin, true));
-        else if (err !== null) exchange.error ??= upstreamError(err, upstream.origin, true);
+      // pipeline calls back with undefined, not null, on success.
+      const onDone = (err: Error | null | undefined): void => {
+        if (err === null || err === undefined) return;
+        if (res.destroyed) exchange.error ??= upstreamError(err, upstream.origin, true);
+        else fail(upstreamError(err, upstream.origin, true));
       };
       upstreamBody.once('error', (err) => {
         exchange.error ??= upstreamError(err, upstream.origin, true);
@@ -159,10 +171,9 @@ export function createForwarder(options: ForwarderOptions): (req: IncomingMessag
     };
 
     if (plan === null || body === null || Buffer.isBuffer(body)) return send(body);
-    plan.rewriteRequest(body, 16 * 1024 * 1024).then(
+    plan.rewriteRequest(body).then(
       (rewritten) => {
-        if (rewritten === null) return fail(upstreamError(new Error('request body unavailable'), upstream.origin, false));
-        setHeader(headers, 'content-length', String(rewritten.length));
+        if (Buffer.isBuffer(rewritten)) setHeader(headers, 'content-length', String(rewritten.length));
         send(rewritten);
       },
       (err: unknown) => fail(upstreamError(err, upstream.origin, false)),

@@ -24,6 +24,8 @@ export interface Exchange {
   status: number | null;
   error: ProxyError | null;
   endHr: number | null;
+  /** Time the proxy spent on the exchange itself before and after upstream answered (ms). */
+  overheadMs: number | null;
 }
 
 /**

@@ -113,6 +113,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
       status: null,
       error: null,
       endHr: null,
+      overheadMs: null,
       close: null,
     };
     const taps = options.observers.start(exchange);

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelV
 import type { AuditRecord } from '../audit/record.ts';
 import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
+import type { ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
 import { BoundedLabel } from './labels.ts';
 
@@ -170,9 +171,14 @@ export class ProxyMetrics implements MetricsEndpoint {
     gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => (s.shipper === null ? undefined : Number(s.shipper.up)));
   }
 
-  model(raw: string | null | undefined): string {
-    return this.#models.value(raw);
-  }
+  /** Counts exchanges in flight; the rest is recorded from the finished exchange's record. */
+  readonly observer: ExchangeObserver = {
+    start: (exchange) => {
+      const labels = { kind: exchange.kind };
+      this.inFlight.inc(labels);
+      return { end: () => this.inFlight.dec(labels) };
+    },
+  };
 
   /** Records one finished exchange from its audit record. */
   observe(record: AuditRecord, timings: ExchangeTimings): void {

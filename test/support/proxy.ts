@@ -1,12 +1,15 @@
 /**
  * Starts the proxy in-process on loopback with ephemeral ports, configured from an env-like
- * object exactly as production reads the environment. Not a fake: the real app.
+ * object exactly as production reads the environment, with the same runtime wiring as main.ts.
+ * Not a fake: the real app.
  */
-import { startProxy, type Components, type RunningProxy } from '../../src/app.ts';
+import { startProxy, type RunningProxy } from '../../src/app.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
+import { createRuntime, type Runtime } from '../../src/runtime.ts';
 
 export interface TestProxy extends RunningProxy {
   config: Config;
+  runtime: Runtime;
   close(): Promise<void>;
 }
 
@@ -18,14 +21,18 @@ export const BASE_ENV: Record<string, string> = {
   METRICS_ENABLED: 'false',
 };
 
-export async function startTestProxy(env: Record<string, string>, components: Partial<Components> = {}): Promise<TestProxy> {
-  const config = loadConfig({ ...BASE_ENV, ...env });
-  const proxy = await startProxy(config, {
-    observers: [],
-    admission: [],
-    metrics: null,
-    health: () => ({}),
-    ...components,
-  });
-  return { ...proxy, config, close: () => proxy.drain(0) };
+export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
+  const fullEnv = { ...BASE_ENV, ...env };
+  const config = loadConfig(fullEnv);
+  const runtime = await createRuntime(config, fullEnv);
+  const proxy = await startProxy(config, runtime.components);
+  return {
+    ...proxy,
+    config,
+    runtime,
+    close: async () => {
+      await proxy.drain(0);
+      await runtime.close();
+    },
+  };
 }

@@ -1,0 +1,88 @@
+/**
+ * What one exchange's taps have seen so far: body captures, SSE understanding, timings and,
+ * for WebSocket sessions, message counts and Realtime usage. Per-chunk work is a hash update,
+ * a capped copy and, for SSE only, the incremental parser.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Usage } from './record.ts';
+import { BodyCapture } from '../capture/body-capture.ts';
+import { OpenAIStreamAccumulator } from '../capture/openai-stream.ts';
+import { addRealtimeUsageFromMessage } from '../capture/realtime.ts';
+import { SseParser } from '../capture/sse.ts';
+import type { ResponseHeaders } from '../proxy/headers.ts';
+
+const REQUEST_FIELDS = ['model', 'stream'] as const;
+const RESPONSE_FIELDS = ['model', 'id', 'usage', 'object'] as const;
+const RESPONSE_DONE = Buffer.from('response.done');
+
+function single(value: string | string[] | undefined): string | null {
+  return (Array.isArray(value) ? value[0] : value) ?? null;
+}
+
+export interface WebSocketCounts {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  usage: Usage | null;
+}
+
+export class ExchangeCapture {
+  readonly request: BodyCapture;
+  response: BodyCapture | null = null;
+  responseHeaders: ResponseHeaders | null = null;
+  stream: OpenAIStreamAccumulator | null = null;
+  firstByteHr: number | null = null;
+  firstTokenHr: number | null = null;
+  websocket: WebSocketCounts | null = null;
+  readonly #maxBytes: number;
+  #sse: SseParser | null = null;
+
+  constructor(requestHeaders: Record<string, string | string[] | undefined>, maxBytes: number) {
+    this.#maxBytes = maxBytes;
+    this.request = new BodyCapture({
+      contentType: single(requestHeaders['content-type']),
+      contentEncoding: single(requestHeaders['content-encoding']),
+      maxBytes,
+      fields: REQUEST_FIELDS,
+    });
+  }
+
+  responseHead(headers: ResponseHeaders): void {
+    this.responseHeaders = headers;
+    const contentType = single(headers['content-type']);
+    const contentEncoding = single(headers['content-encoding']);
+    this.response = new BodyCapture({ contentType, contentEncoding, maxBytes: this.#maxBytes, fields: RESPONSE_FIELDS });
+    // SSE is parsed as it passes so usage is found however far past the capture cap it lies.
+    // A compressed event stream (OpenAI sends none) is captured but not parsed.
+    if (contentType?.toLowerCase().startsWith('text/event-stream') && contentEncoding === null) {
+      const stream = new OpenAIStreamAccumulator({ onFirstToken: () => (this.firstTokenHr = performance.now()) });
+      this.stream = stream;
+      this.#sse = new SseParser((event, data) => stream.push(event, data));
+    }
+  }
+
+  responseChunk(chunk: Buffer): void {
+    this.firstByteHr ??= performance.now();
+    this.response?.push(chunk);
+    this.#sse?.push(chunk);
+  }
+
+  responseEnd(): void {
+    this.#sse?.end();
+  }
+
+  message(direction: 'client' | 'upstream', data: Buffer): void {
+    const counts = (this.websocket ??= { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, usage: null });
+    if (direction === 'client') {
+      counts.messagesIn++;
+      counts.bytesIn += data.length;
+      return;
+    }
+    this.firstByteHr ??= performance.now();
+    counts.messagesOut++;
+    counts.bytesOut += data.length;
+    // Only the rare response.done event is worth parsing; audio deltas are large and many.
+    if (data.includes(RESPONSE_DONE)) counts.usage = addRealtimeUsageFromMessage(counts.usage, data.toString('utf8'));
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Who an exchange belongs to, without keeping any secret: the API key becomes a fingerprint
+ * and a hint, secret headers are redacted, and the institution is resolved from a header or
+ * from the key's fingerprint.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderMap } from './record.ts';
+
+export const REDACTED = '[redacted]';
+const ALWAYS_REDACTED = ['authorization', 'api-key', 'openai-api-key', 'cookie', 'set-cookie', 'proxy-authorization'];
+// Browsers cannot set headers on a WebSocket, so the Realtime API takes the key as a subprotocol.
+const SUBPROTOCOL_KEY = /openai-insecure-api-key\.([^,\s]+)/;
+
+export interface ApiKeyIdentity {
+  fingerprint: string;
+  hint: string;
+}
+
+export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
+  const authorization = headers.authorization;
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)/i.exec(authorization);
+    if (match?.[1] !== undefined) return match[1];
+  }
+  const apiKey = headers['api-key'] ?? headers['openai-api-key'];
+  if (typeof apiKey === 'string' && apiKey !== '') return apiKey;
+  const protocol = headers['sec-websocket-protocol'];
+  return protocol === undefined ? null : (SUBPROTOCOL_KEY.exec(protocol)?.[1] ?? null);
+}
+
+export function fingerprint(key: string): string {
+  return `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+export function identify(key: string | null): ApiKeyIdentity | null {
+  if (key === null) return null;
+  const last4 = key.length > 8 ? key.slice(-4) : '';
+  return { fingerprint: fingerprint(key), hint: `${key.startsWith('sk-') ? 'sk-' : ''}…${last4}` };
+}
+
+export class HeaderRedactor {
+  readonly #redacted: Set<string>;
+
+  constructor(extra: readonly string[]) {
+    this.#redacted = new Set([...ALWAYS_REDACTED, ...extra.map((h) => h.toLowerCase())]);
+  }
+
+  /** Lower-case names; repeated headers become arrays; secrets keep their name with `[redacted]`. */
+  redact(headers: Record<string, string | string[] | undefined>): HeaderMap {
+    const out: HeaderMap = {};
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      const lower = name.toLowerCase();
+      if (this.#redacted.has(lower)) out[lower] = REDACTED;
+      else if (lower === 'sec-websocket-protocol') out[lower] = redactSubprotocol(value);
+      else out[lower] = value;
+    }
+    return out;
+  }
+
+  /** From node's rawHeaders, so repeated request headers are all kept, in order. */
+  redactRaw(rawHeaders: readonly string[]): HeaderMap {
+    const grouped: Record<string, string | string[]> = {};
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = (rawHeaders[i] as string).toLowerCase();
+      const value = rawHeaders[i + 1] as string;
+      const prior = grouped[name];
+      grouped[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+    }
+    return this.redact(grouped);
+  }
+}
+
+function redactSubprotocol(value: string | string[]): string | string[] {
+  const scrub = (v: string): string => v.replace(SUBPROTOCOL_KEY, `openai-insecure-api-key.${REDACTED}`);
+  return Array.isArray(value) ? value.map(scrub) : scrub(value);
+}
+
+export class InstitutionResolver {
+  readonly #header: string;
+  readonly #byFingerprint: ReadonlyMap<string, string>;
+
+  constructor(header: string, byFingerprint: ReadonlyMap<string, string>) {
+    this.#header = header.toLowerCase();
+    this.#byFingerprint = byFingerprint;
+  }
+
+  resolve(headers: IncomingHttpHeaders, key: ApiKeyIdentity | null): string | null {
+    const fromHeader = headers[this.#header];
+    const value = Array.isArray(fromHeader) ? fromHeader[0] : fromHeader;
+    if (value !== undefined && value.trim() !== '') return value.trim();
+    return key === null ? null : (this.#byFingerprint.get(key.fingerprint) ?? null);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * STREAM_USAGE=inject: a streamed chat/completions request that did not ask for usage gets
+ * `stream_options.include_usage` upstream, and the extra usage chunk is removed from what the
+ * client receives, so billing always sees the tokens. Only those requests are buffered (they
+ * are small JSON); anything larger than the limit is forwarded untouched.
+ */
+import { Readable } from 'node:stream';
+import { injectIncludeUsage, UsageChunkStripper } from '../capture/stream-usage.ts';
+import type { BodyRewriter, BodyRewritePlan } from './forward.ts';
+import type { Exchange } from './observer.ts';
+import { splitTarget } from './routes.ts';
+
+const LIMIT_BYTES = 8 * 1024 * 1024;
+const STREAMING_PATHS = /\/(chat\/)?completions$/;
+
+/** Reads the body whole, unless it passes the limit: then what was read is replayed ahead of the rest. */
+function readUpTo(body: Readable, limit: number): Promise<Buffer | Readable> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size <= limit) return;
+      body.pause();
+      cleanup();
+      resolve(Readable.from(replay(chunks, body), { objectMode: false }));
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = (): void => {
+      body.off('data', onData).off('end', onEnd).off('error', onError);
+    };
+    body.on('data', onData).once('end', onEnd).once('error', onError);
+  });
+}
+
+async function* replay(head: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
+  yield* head;
+  for await (const chunk of rest) yield chunk as Buffer;
+}
+
+export class StreamUsageInjector implements BodyRewriter {
+  readonly #injected = new WeakSet<Exchange>();
+
+  injected(exchange: Exchange): boolean {
+    return this.#injected.has(exchange);
+  }
+
+  plan(exchange: Exchange): BodyRewritePlan | null {
+    if (exchange.method !== 'POST' || !STREAMING_PATHS.test(splitTarget(exchange.target).path)) return null;
+    if (!(exchange.req.headers['content-type'] ?? '').includes('json') || exchange.req.headers['content-encoding'] !== undefined) return null;
+    return {
+      rewriteRequest: async (body) => {
+        const read = await readUpTo(body, LIMIT_BYTES);
+        if (!Buffer.isBuffer(read)) return read;
+        const { body: rewritten, injected } = injectIncludeUsage(read);
+        if (injected) this.#injected.add(exchange);
+        return rewritten;
+      },
+      responseTransform: (status, headers) => {
+        const sse = String(headers['content-type'] ?? '').startsWith('text/event-stream');
+        return this.#injected.has(exchange) && status === 200 && sse && headers['content-encoding'] === undefined
+          ? new UsageChunkStripper()
+          : null;
+      },
+    };
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Builds everything around the forwarding core from the config: tracing, the audit journal
+ * (and MongoDB shipper), metrics, the capture observer, and how they shut down.
+ */
+import type { Components } from './app.ts';
+import { Journal } from './audit/journal.ts';
+import { HeaderRedactor, InstitutionResolver } from './audit/identity.ts';
+import { Recorder, type RecordSink } from './audit/recorder.ts';
+import type { Config } from './config.ts';
+import { every, errorMessage, log } from './log.ts';
+import { AuditUnavailableError } from './proxy/errors.ts';
+import type { ExchangeObserver } from './proxy/observer.ts';
+import { StreamUsageInjector } from './proxy/stream-usage.ts';
+import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
+import { Tracing, tracingRequested } from './telemetry/tracing.ts';
+
+export interface Runtime {
+  components: Components;
+  journal: Journal | null;
+  metrics: ProxyMetrics | null;
+  tracing: Tracing | null;
+  /** Flushes and closes what the runtime opened, after the servers have drained. */
+  close(): Promise<void>;
+}
+
+type Env = Record<string, string | undefined>;
+
+export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
+  const tracing = tracingRequested(env) ? Tracing.start(env, config.genaiCaptureContent) : null;
+  const journal = config.audit.enabled
+    ? await Journal.open({
+        dir: config.audit.dir,
+        segmentBytes: config.audit.segmentBytes,
+        fsync: config.audit.fsync,
+        retentionDays: config.audit.retentionDays,
+        retentionBytes: config.audit.retentionBytes,
+      })
+    : null;
+  const auditStats = (): AuditPipelineStats => ({ journal: journal === null ? null : { ...journal.stats, writable: journal.writable }, shipper: null });
+  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats }) : null;
+  const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector() : undefined;
+
+  const onFailure = (err: unknown, stage: string): void => {
+    metrics?.tapFailures.inc({ stage });
+    every(`observer:${stage}`, 10_000, 'error', 'observer failed; the exchange went on', { stage, error: errorMessage(err) });
+  };
+  const sinks: RecordSink[] = [];
+  if (journal !== null) sinks.push((record) => journal.append(record));
+  if (metrics !== null) sinks.push((record, exchange) => metrics.observe(record, { overheadSeconds: exchange.overheadMs === null ? null : exchange.overheadMs / 1000 }));
+  if (tracing !== null) sinks.push((record, exchange) => tracing.finish(exchange, record));
+
+  const observers: ExchangeObserver[] = [];
+  if (tracing !== null) observers.push(tracing.observer);
+  if (metrics !== null) observers.push(metrics.observer);
+  if (sinks.length > 0) {
+    observers.push(
+      new Recorder({
+        maxBodyBytes: config.audit.maxBodyBytes,
+        redactor: new HeaderRedactor(config.audit.redactHeaders),
+        institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
+        traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
+        usageInjected: (exchange) => injector?.injected(exchange) ?? false,
+        sinks,
+        onFailure,
+      }),
+    );
+  }
+  const admission = [];
+  if (config.audit.required && journal !== null) {
+    admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
+  }
+
+  return {
+    journal,
+    metrics,
+    tracing,
+    components: {
+      observers,
+      admission,
+      bodyRewriter: injector,
+      metrics,
+      health: () => ({ audit: auditHealth(auditStats()), tracing: tracing !== null }),
+      onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
+    },
+    async close() {
+      await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));
+      await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));
+    },
+  };
+}
+
+function auditHealth(stats: AuditPipelineStats): Record<string, unknown> {
+  return { journal: stats.journal, shipper: stats.shipper };
+}
