@@ -119,7 +119,8 @@ export class MultipartParser {
       return at + this.#delimiter.length;
     }
     // A delimiter may have begun at the end of this chunk: hold those bytes back.
-    const keep = partialMatchStart(buffer, Math.max(offset, buffer.length - this.#delimiter.length + 1), this.#delimiter);
+    const tail = Math.max(offset, buffer.length - this.#delimiter.length + 1);
+    const keep = partialMatchStart(buffer, tail, this.#delimiter);
     this.#emit(buffer, offset, keep);
     this.#carry = buffer.subarray(keep);
     return buffer.length;

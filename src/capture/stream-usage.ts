@@ -118,7 +118,8 @@ export class UsageChunkStripper extends Transform {
     const held = this.#held;
     this.#held = [];
     this.#heldBytes = 0;
-    const event = held.length === 0 ? chunk.subarray(start, end) : Buffer.concat([...held, chunk.subarray(start, end)]);
+    const tail = chunk.subarray(start, end);
+    const event = held.length === 0 ? tail : Buffer.concat([...held, tail]);
     if (isUsageChunk(event)) {
       this.#stripped++;
       return true;

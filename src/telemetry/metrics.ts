@@ -31,7 +31,7 @@ export interface ExchangeTimings {
 }
 
 export class ProxyMetrics implements MetricsEndpoint {
-  readonly registry = new Registry<RegistryContentType>();
+  readonly registry: Registry<RegistryContentType>;
   readonly #models: BoundedLabel;
   readonly #institutions: BoundedLabel;
   // Operation names come from client paths; a scanner must not mint series.
@@ -58,6 +58,8 @@ export class ProxyMetrics implements MetricsEndpoint {
     this.#models = new BoundedLabel(config.maxModels);
     this.#institutions = new BoundedLabel(config.maxInstitutions);
     this.#exemplars = options.exemplars;
+    // prom-client only lets exemplar-carrying metrics join a registry created as OpenMetrics.
+    this.registry = new Registry<RegistryContentType>(options.exemplars ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
     const registers: Registry<RegistryContentType>[] = [this.registry];
     const enableExemplars = options.exemplars;
     collectDefaultMetrics({ register: this.registry });
