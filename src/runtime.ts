@@ -4,6 +4,7 @@
  */
 import type { Components } from './app.ts';
 import { Journal } from './audit/journal.ts';
+import { MongoShipper } from './audit/mongo.ts';
 import { HeaderRedactor, InstitutionResolver } from './audit/identity.ts';
 import { Recorder, type RecordSink } from './audit/recorder.ts';
 import type { Config } from './config.ts';
@@ -17,6 +18,7 @@ import { Tracing, tracingRequested } from './telemetry/tracing.ts';
 export interface Runtime {
   components: Components;
   journal: Journal | null;
+  shipper: MongoShipper | null;
   metrics: ProxyMetrics | null;
   tracing: Tracing | null;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
@@ -27,6 +29,8 @@ type Env = Record<string, string | undefined>;
 
 export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
   const tracing = tracingRequested(env) ? Tracing.start(env, config.genaiCaptureContent) : null;
+  const shipping = config.audit.mongodbUri !== null;
+  let shipper: MongoShipper | null = null;
   const journal = config.audit.enabled
     ? await Journal.open({
         dir: config.audit.dir,
@@ -34,9 +38,24 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
         fsync: config.audit.fsync,
         retentionDays: config.audit.retentionDays,
         retentionBytes: config.audit.retentionBytes,
+        // With MongoDB, retention never deletes what has not been shipped yet.
+        canDelete: shipping ? (path) => shipper?.canDelete(path) ?? false : undefined,
       })
     : null;
-  const auditStats = (): AuditPipelineStats => ({ journal: journal === null ? null : { ...journal.stats, writable: journal.writable }, shipper: null });
+  if (journal !== null && config.audit.mongodbUri !== null) {
+    shipper = MongoShipper.start({
+      uri: config.audit.mongodbUri,
+      db: config.audit.mongodbDb,
+      dir: config.audit.dir,
+      ttlDays: config.audit.ttlDays,
+      keepShipped: config.audit.retentionDays !== null || config.audit.retentionBytes !== null,
+      journal,
+    });
+  }
+  const auditStats = (): AuditPipelineStats => ({
+    journal: journal === null ? null : { ...journal.stats, writable: journal.writable },
+    shipper: shipper?.stats() ?? null,
+  });
   const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats }) : null;
   const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector() : undefined;
 
@@ -72,6 +91,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
 
   return {
     journal,
+    shipper,
     metrics,
     tracing,
     components: {
@@ -83,6 +103,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
+      await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));
       await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));
     },

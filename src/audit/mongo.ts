@@ -119,7 +119,10 @@ export class MongoShipper {
       onError: (what, err) => (this.#lastError = `${what}: ${describeError(err)}`),
     });
     this.#client.on('topologyDescriptionChanged', (event) => this.#onTopology(event));
-    this.#unsubscribe = opts.journal.onCommit(() => this.#wake('commit'));
+    this.#unsubscribe = opts.journal.onCommit(() => {
+      this.#wake('commit');
+      this.#cursor.refreshSoon();
+    });
   }
 
   /**
@@ -161,6 +164,7 @@ export class MongoShipper {
     await settledWithin(this.#running, this.#stopGraceMs);
     await this.#client.close().catch((err: unknown) => log.warn('audit shipper: closing the MongoDB client failed', { error: describeError(err) }));
     await this.#running;
+    await this.#cursor.settled();
     await this.#cursor.save();
     this.#state = 'stopped';
   }

@@ -49,6 +49,7 @@ export class JournalCursor {
   #saved: Position | null = null;
   #oldestPendingAt: number | null = null;
   #skippedLines = 0;
+  #refreshing: Promise<void> | null = null;
 
   constructor(opts: CursorOptions) {
     this.#opts = opts;
@@ -90,8 +91,23 @@ export class JournalCursor {
     await this.#deleteShipped();
   }
 
+  /** Counts the lines appended since the last count. */
   refresh(): Promise<void> {
     return this.#backlog.refresh(this.#opts.dir, this.#position);
+  }
+
+  /** The same in the background, so the lag stays current while the shipper waits on MongoDB. */
+  refreshSoon(): void {
+    this.#refreshing ??= this.refresh()
+      .catch(() => undefined) // the shipper's next step reads the journal, and reports it
+      .finally(() => {
+        this.#refreshing = null;
+      });
+  }
+
+  /** Resolves once no background refresh runs. */
+  async settled(): Promise<void> {
+    await this.#refreshing;
   }
 
   /** The next lines as documents; null when caught up. Moves on through finished segments. */

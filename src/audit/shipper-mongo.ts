@@ -8,9 +8,8 @@ import {
   MongoNetworkError,
   MongoServerSelectionError,
   MongoTopologyClosedError,
-  WriteError,
 } from 'mongodb';
-import type { Collection, IndexDescription, MongoClientOptions } from 'mongodb';
+import type { Collection, IndexDescription, MongoClientOptions, WriteError } from 'mongodb';
 import { errorMessage } from '../log.ts';
 
 const DAY_SECONDS = 86_400;
@@ -71,9 +70,10 @@ export async function ensureIndexes(collection: Collection, ttlDays: number | nu
   }
 }
 
+const isList = (errors: WriteError | readonly WriteError[]): errors is readonly WriteError[] => Array.isArray(errors);
+
 function writeErrorsOf(err: MongoBulkWriteError): readonly WriteError[] {
-  const errors = err.writeErrors;
-  return errors instanceof WriteError ? [errors] : errors;
+  return isList(err.writeErrors) ? err.writeErrors : [err.writeErrors];
 }
 
 function isDuplicateId(error: WriteError): boolean {

@@ -113,18 +113,26 @@ export class BacklogCounter {
     this.#lines = Math.max(0, this.#lines - count);
   }
 
-  /** Counts what was appended since the last refresh; `from` is the shipper's position. */
+  /**
+   * Counts what was appended since the last refresh; `from` is the shipper's position. Safe to run
+   * alongside the shipper and another refresh: a count the shipper overtook meanwhile is dropped.
+   */
   async refresh(dir: string, from: Position | null): Promise<void> {
     if (from !== null && (this.#at === null || comparePositions(this.#at, from) < 0)) this.consumed(0, from);
     const start = this.#at;
+    let at = start;
+    let lines = 0;
     for (const path of await listSegments(dir)) {
       const seq = segmentSequence(path);
       if (start !== null && seq < start.seq) continue;
       const offset = start !== null && seq === start.seq ? start.offset : 0;
       const size = await stat(path).then((info) => info.size, () => null); // gone meanwhile
       if (size === null || size <= offset) continue;
-      this.#lines += await countNewlines(path, offset, size);
-      this.#at = { segment: basename(path), seq, offset: size };
+      lines += await countNewlines(path, offset, size);
+      at = { segment: basename(path), seq, offset: size };
     }
+    if (this.#at !== start) return;
+    this.#lines += lines;
+    this.#at = at;
   }
 }

@@ -59,7 +59,8 @@ export class ProxyMetrics implements MetricsEndpoint {
     this.#institutions = new BoundedLabel(config.maxInstitutions);
     this.#exemplars = options.exemplars;
     // prom-client only lets exemplar-carrying metrics join a registry created as OpenMetrics.
-    this.registry = new Registry<RegistryContentType>(options.exemplars ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE);
+    this.registry = new Registry<RegistryContentType>();
+    if (options.exemplars) this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const registers: Registry<RegistryContentType>[] = [this.registry];
     const enableExemplars = options.exemplars;
     collectDefaultMetrics({ register: this.registry });
