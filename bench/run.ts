@@ -3,7 +3,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import { startBenchServer, startVariant, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
+import { createJournals, startBenchServer, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
+import { prepare, startFleet, stopFleet } from './lib/fleet.ts';
 import { judge } from './lib/goals.ts';
 import type { JournalSize } from './lib/journal.ts';
 import { log } from './lib/log.ts';
@@ -13,9 +14,7 @@ import { ROOT, WRK_BIN, WRK_SCRIPT } from './lib/paths.ts';
 import { killAllNow, stopAll } from './lib/processes.ts';
 import { renderReport } from './lib/report.ts';
 import { Samples } from './lib/stats.ts';
-import { verify } from './lib/verify.ts';
-import { runWrk, wrkFlags } from './lib/wrk.ts';
-import { pause } from './scenarios/context.ts';
+import { wrkFlags } from './lib/wrk.ts';
 import { latencyRun } from './scenarios/latency.ts';
 import { runRound } from './scenarios/round.ts';
 import { throughputRun } from './scenarios/throughput.ts';
@@ -70,31 +69,24 @@ async function main(): Promise<void> {
   ]);
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
   const sinkUrl = `http://127.0.0.1:${sink.port}`;
-  log(`starting ${settings.variants.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
-  const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest };
-  const variants = await Promise.all(settings.variants.map((variant) => startVariant(variant, context)));
+  const journals = createJournals(settings.variants, dir, settings.selfTest);
+  const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest, journals };
   const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null };
-  const endpoints = [direct, ...variants];
-
-  for (const endpoint of endpoints) {
-    log(`verifying ${endpoint.name}`);
-    await verify(endpoint);
-  }
-  for (const endpoint of endpoints) {
-    log(`warming up ${endpoint.name}`);
-    await runWrk(throughputRun(settings.warmupS), `${endpoint.baseUrl}/v1/chat/completions`);
-    await pause(endpoint);
-  }
 
   const samples = new Samples();
   const notes: string[] = [];
   for (let round = 1; round <= settings.rounds; round++) {
+    log(`round ${round}/${settings.rounds}: starting ${settings.variants.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
+    const variants = await startFleet(settings.variants, context);
+    const endpoints = [direct, ...variants];
+    await prepare(endpoints, settings.warmupS);
     // Rotating the order keeps a slow drift of the machine from always favouring the same column.
     const order = endpoints.map((_, i) => endpoints[(i + round - 1) % endpoints.length]).filter((e) => e !== undefined);
     await runRound({ round, order, settings, samples, notes });
+    await stopFleet(variants);
   }
 
-  const audit = variants.find((endpoint) => endpoint.name === 'proxy+audit')?.journal ?? null;
+  const audit = journals.get('proxy+audit') ?? null;
   let journal: JournalSize | null = null;
   if (audit !== null) {
     await audit.settle(1000);

@@ -3,8 +3,6 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +11,7 @@ import { Journal } from '../src/audit/journal.ts';
 import { readJournal } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { freePort, until } from './support/net.ts';
 
 let upstream: Upstream;
 
@@ -32,14 +31,6 @@ async function chat(proxy: TestProxy, bodyBytes = 200): Promise<{ status: number
   });
   const body = (await res.body.json()) as { error?: { code: string } };
   return { status: res.statusCode, code: body.error?.code ?? null };
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function readyStatus(proxy: TestProxy): Promise<number> {
@@ -155,14 +146,6 @@ describe('disk full (a real tmpfs)', () => {
     });
   }
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function startChild(dir: string, port: number, adminPort: number): ReturnType<typeof spawn> {
   return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {

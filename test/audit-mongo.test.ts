@@ -15,6 +15,7 @@ import { request } from 'undici';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { until } from './support/net.ts';
 
 const API_KEY = 'sk-mongo-e2e-SecretKey-abcdef0123';
 // Short driver timeouts so outages are noticed and recovered from within the test's bounds.
@@ -64,14 +65,6 @@ async function send(proxy: TestProxy, n: number, concurrency = 16): Promise<stri
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return ids;
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 async function withProxy(db: string, fn: (proxy: TestProxy, client: MongoClient) => Promise<void>): Promise<void> {

@@ -2,11 +2,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startUpstream, type Upstream } from './support/upstream.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
+import { freePort, until } from './support/net.ts';
 
 let upstream: Upstream;
 let proxy: TestProxy;
@@ -32,17 +32,9 @@ async function errorOf(res: Awaited<ReturnType<typeof request>>): Promise<OpenAI
   return body.error;
 }
 
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('upstream failures', () => {
   test('unreachable upstream: 502 with an OpenAI-shaped error', async () => {
-    const p = await startTestProxy({ UPSTREAM_URL: `http://127.0.0.1:${await closedPort()}` });
+    const p = await startTestProxy({ UPSTREAM_URL: `http://127.0.0.1:${await freePort()}` });
     try {
       const res = await request(`${p.url}/v1/models`);
       assert.equal(res.statusCode, 502);
@@ -120,7 +112,7 @@ describe('client disconnects', () => {
       headers: { 'x-test-delay-ms': '5000' },
       signal: controller.signal,
     });
-    await waitUntil(() => upstream.requests.some((r) => r.headers['x-test-delay-ms'] === '5000'));
+    await until(() => upstream.requests.some((r) => r.headers['x-test-delay-ms'] === '5000'));
     controller.abort();
     await assert.rejects(pending);
     await upstream.waitForAborted(aborted + 1);
@@ -133,7 +125,7 @@ describe('client disconnects', () => {
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write('POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n');
     socket.write(Buffer.alloc(200_000));
-    await waitUntil(() => upstream.openSockets() > 0 && upstream.requests.length > 0);
+    await until(() => upstream.openSockets() > 0 && upstream.requests.length > 0);
     socket.destroy();
     await upstream.waitForAborted(aborted + 1);
   });
@@ -163,14 +155,6 @@ describe('malformed HTTP is rejected by the proxy, never forwarded', () => {
     assert.equal(upstream.requests.length, before);
   });
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 /** Sends raw bytes and returns everything the proxy answers until it closes the connection. */
 function rawExchange(base: string, bytes: string): Promise<string> {

@@ -28,6 +28,8 @@ export interface StartContext {
   upstreamUrl: string;
   sinkUrl: string;
   selfTest: boolean;
+  /** One AUDIT_DIR per auditing variant for the whole run, so restarts keep appending to it. */
+  journals: ReadonlyMap<Variant, Journal>;
 }
 
 function slug(name: string): string {
@@ -41,6 +43,18 @@ export async function startBenchServer(name: string, file: string, workDir: stri
   const child = spawnNode(file, { ...process.env, ...env, PORT: String(port) }, logPath);
   await waitReady(name, child, () => tcpOpen(port), logPath);
   return { child, port, logPath };
+}
+
+/** Creates the audit directories of the auditing variants (none in self-test: stand-ins write nothing). */
+export function createJournals(variants: readonly Variant[], workDir: string, selfTest: boolean): Map<Variant, Journal> {
+  const journals = new Map<Variant, Journal>();
+  if (selfTest) return journals;
+  for (const variant of variants.filter((v) => v === 'proxy+audit' || v === 'proxy+full')) {
+    const dir = join(workDir, `audit-${slug(variant)}`);
+    mkdirSync(dir);
+    journals.set(variant, new Journal(dir));
+  }
+  return journals;
 }
 
 function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS.ProcessEnv {
@@ -74,12 +88,10 @@ export async function startVariant(variant: Variant, ctx: StartContext): Promise
     return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal: null };
   }
   const [port, adminPort] = [await freePort(), await freePort()];
-  const auditDir = join(ctx.workDir, `audit-${slug(variant)}`);
-  mkdirSync(auditDir);
+  const journal = ctx.journals.get(variant) ?? null;
   const logPath = join(ctx.workDir, `${slug(variant)}.stderr.log`);
-  const env = { ...proxyEnv(variant, ctx, auditDir), PORT: String(port), ADMIN_PORT: String(adminPort) };
+  const env = { ...proxyEnv(variant, ctx, journal?.dir ?? ''), PORT: String(port), ADMIN_PORT: String(adminPort) };
   const child = spawnNode('src/main.ts', env, logPath);
   await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
-  const journal = variant === 'proxy' ? null : new Journal(auditDir);
   return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal };
 }

@@ -58,7 +58,7 @@ export function parseOptions(argv: string[]): Settings {
     variants,
     latencyS: quick ? 2 : 5,
     throughputS: quick ? 2 : 5,
-    warmupS: quick ? 1 : 2,
+    warmupS: 1, // per endpoint per round, after a restart; enough for the JIT, cheap on the time budget
     streamRequests: quick ? 6 : 10,
     transferBytes: (quick ? 32 : 200) * MiB,
     out: out ?? (selfTest ? SELF_TEST_OUT : DEFAULT_OUT),

@@ -3,7 +3,6 @@
  * Bodies are never held whole; taps see each chunk as it passes. The exchange ends exactly
  * once, when the client's response closes, and its outcome is decided by what happened first.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream';
@@ -12,7 +11,7 @@ import { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './headers.ts';
-import type { Exchange, ObserverSet, Taps } from './observer.ts';
+import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
 import { originFormTarget, type Router } from './routes.ts';
 
 export interface ForwarderOptions {
@@ -39,25 +38,6 @@ export interface BodyRewritePlan {
   rewriteRequest(body: Readable): Promise<Buffer | Readable>;
   /** A transform for the response body, or null to leave it as it is. */
   responseTransform(status: number, headers: Record<string, string | string[] | undefined>): Transform | null;
-}
-
-function createExchange(req: IncomingMessage): Exchange {
-  return {
-    id: randomUUID(),
-    kind: 'http',
-    req,
-    startedAt: Date.now(),
-    startHr: performance.now(),
-    method: req.method ?? 'GET',
-    target: req.url ?? '',
-    origin: null,
-    upstreamStartHr: null,
-    responseHeadHr: null,
-    status: null,
-    error: null,
-    endHr: null,
-    overheadMs: null,
-  };
 }
 
 /** `Server-Timing`: the proxy's own time and upstream's time to the response head, in ms. */
@@ -98,7 +78,7 @@ export function createForwarder(options: ForwarderOptions): (req: IncomingMessag
   const { dispatcher, router, observers, dropHeaders } = options;
 
   return function forward(req, res) {
-    const exchange = createExchange(req);
+    const exchange = newExchange(req, 'http');
     const taps = observers.start(exchange);
     const abort = new AbortController();
     res.setHeader('x-proxy-request-id', exchange.id);

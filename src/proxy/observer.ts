@@ -3,7 +3,9 @@
  * tracing). The core publishes each exchange's lifecycle to taps; a tap that throws is
  * counted and logged, never felt by the client.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { ProxyError } from './errors.ts';
 import type { ResponseHeaders } from './headers.ts';
 
@@ -26,6 +28,26 @@ export interface Exchange {
   endHr: number | null;
   /** Time the proxy spent on the exchange itself before and after upstream answered (ms). */
   overheadMs: number | null;
+}
+
+/** A fresh exchange for a request that has just arrived. */
+export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Exchange {
+  return {
+    id: randomUUID(),
+    kind,
+    req,
+    startedAt: Date.now(),
+    startHr: performance.now(),
+    method: req.method ?? 'GET',
+    target: req.url ?? '',
+    origin: null,
+    upstreamStartHr: null,
+    responseHeadHr: null,
+    status: null,
+    error: null,
+    endHr: null,
+    overheadMs: null,
+  };
 }
 
 /**

@@ -6,12 +6,11 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { upstreamRequestHeaders } from './headers.ts';
-import type { Exchange, ObserverSet, Taps } from './observer.ts';
+import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
 import { originFormTarget, type Router } from './routes.ts';
 
 export interface WebSocketProxyOptions {
@@ -99,23 +98,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
   server.on('headers', (lines: string[], req: IncomingMessage) => lines.push(...(extraHeaders.get(req) ?? [])));
 
   return function upgrade(req, socket, head) {
-    const exchange: WebSocketExchange = {
-      id: randomUUID(),
-      kind: 'websocket',
-      req,
-      startedAt: Date.now(),
-      startHr: performance.now(),
-      method: req.method ?? 'GET',
-      target: req.url ?? '',
-      origin: null,
-      upstreamStartHr: null,
-      responseHeadHr: null,
-      status: null,
-      error: null,
-      endHr: null,
-      overheadMs: null,
-      close: null,
-    };
+    const exchange: WebSocketExchange = { ...newExchange(req, 'websocket'), close: null };
     const taps = options.observers.start(exchange);
     let ended = false;
     const end = (): void => {
