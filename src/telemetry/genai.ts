@@ -11,11 +11,11 @@ import type { AuditRecord } from '../audit/record.ts';
 import { genAiOperationName, openaiApiType } from '../capture/operation.ts';
 import * as sc from './semconv.ts';
 
-/** A path as a low-cardinality route: segments that look like ids (digits, dashes) become `{id}`. */
+/** A path as a low-cardinality route: segments that look like ids (digits, dashes) become `{id}`; `v1`, `v2`… stay. */
 export function routeTemplate(path: string): string {
   return path
     .split('/')
-    .map((segment) => (/[0-9-]/.test(segment) && segment !== 'v1' ? '{id}' : segment))
+    .map((segment) => (/[0-9-]/.test(segment) && !/^v\d+$/.test(segment) ? '{id}' : segment))
     .join('/');
 }
 
@@ -27,22 +27,38 @@ export function clientSpanName(method: string, record: AuditRecord): string {
   return model ? `${operation} ${model}` : operation;
 }
 
+function field(body: unknown, name: string): unknown {
+  return typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[name] : undefined;
+}
+
 function numberField(body: unknown, ...names: string[]): number | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
   for (const name of names) {
-    const value = (body as Record<string, unknown>)[name];
+    const value = field(body, name);
     if (typeof value === 'number') return value;
   }
   return undefined;
 }
 
+function stopSequences(body: unknown): string[] | undefined {
+  const stop = field(body, 'stop');
+  if (typeof stop === 'string') return [stop];
+  return Array.isArray(stop) && stop.length > 0 && stop.every((s) => typeof s === 'string') ? stop : undefined;
+}
+
+function requestBody(record: AuditRecord): unknown {
+  return record.request.bodyEncoding === 'json' ? record.request.body : undefined;
+}
+
 function requestParameters(record: AuditRecord): Attributes {
-  const body = record.request.bodyEncoding === 'json' ? record.request.body : undefined;
+  const body = requestBody(record);
   const n = numberField(body, 'n');
   return {
     [sc.ATTR_GEN_AI_REQUEST_MAX_TOKENS]: numberField(body, 'max_completion_tokens', 'max_output_tokens', 'max_tokens'),
     [sc.ATTR_GEN_AI_REQUEST_TEMPERATURE]: numberField(body, 'temperature'),
     [sc.ATTR_GEN_AI_REQUEST_TOP_P]: numberField(body, 'top_p'),
+    [sc.ATTR_GEN_AI_REQUEST_FREQUENCY_PENALTY]: numberField(body, 'frequency_penalty'),
+    [sc.ATTR_GEN_AI_REQUEST_PRESENCE_PENALTY]: numberField(body, 'presence_penalty'),
+    [sc.ATTR_GEN_AI_REQUEST_STOP_SEQUENCES]: stopSequences(body),
     [sc.ATTR_GEN_AI_REQUEST_SEED]: numberField(body, 'seed'),
     [sc.ATTR_GEN_AI_REQUEST_CHOICE_COUNT]: n !== undefined && n !== 1 ? n : undefined,
   };
@@ -73,26 +89,100 @@ export function genaiAttributes(record: AuditRecord): Attributes {
   };
 }
 
-/** Opt-in content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT): inputs and outputs as JSON strings. */
+// ---------- opt-in content, in the semconv message schema (gen-ai-input-messages.json) ----------
+
+type Part = Record<string, unknown> & { type: string };
+interface Message {
+  role: string;
+  parts: Part[];
+  finish_reason?: string | null;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const text = (content: string): Part => ({ type: 'text', content });
+
+/** One OpenAI content part (chat or Responses flavour) as a semconv part. */
+function contentPart(part: unknown): Part {
+  if (typeof part === 'string') return text(part);
+  if (!isRecord(part) || typeof part.type !== 'string') return { type: 'unknown' };
+  if (typeof part.text === 'string') return text(part.text); // text, input_text, output_text
+  if (part.type === 'refusal' && typeof part.refusal === 'string') return text(part.refusal);
+  if (part.type === 'image_url' && isRecord(part.image_url) && typeof part.image_url.url === 'string') {
+    return { type: 'uri', modality: 'image', uri: part.image_url.url };
+  }
+  if (part.type === 'input_image' && typeof part.image_url === 'string') return { type: 'uri', modality: 'image', uri: part.image_url };
+  if (part.type === 'input_audio' && isRecord(part.input_audio)) return { type: 'blob', modality: 'audio', content: part.input_audio.data };
+  return { ...part, type: part.type };
+}
+
+function contentParts(content: unknown): Part[] {
+  if (content === null || content === undefined) return [];
+  return Array.isArray(content) ? content.map(contentPart) : [contentPart(content)];
+}
+
+/** A chat message or a Responses input item. */
+function message(item: unknown): Message {
+  if (typeof item === 'string') return { role: 'user', parts: [text(item)] };
+  if (!isRecord(item)) return { role: 'user', parts: [] };
+  if (item.type === 'function_call') {
+    return { role: 'assistant', parts: [{ type: 'tool_call', id: item.call_id, name: item.name, arguments: item.arguments }] };
+  }
+  if (item.type === 'function_call_output') {
+    return { role: 'tool', parts: [{ type: 'tool_call_response', id: item.call_id, response: item.output }] };
+  }
+  const role = typeof item.role === 'string' ? item.role : 'user';
+  if (role === 'tool') return { role, parts: [{ type: 'tool_call_response', id: item.tool_call_id, response: item.content }] };
+  const parts = contentParts(item.content);
+  if (Array.isArray(item.tool_calls)) {
+    for (const call of item.tool_calls) {
+      const fn = isRecord(call) && isRecord(call.function) ? call.function : {};
+      parts.push({ type: 'tool_call', id: isRecord(call) ? call.id : undefined, name: fn.name, arguments: fn.arguments });
+    }
+  }
+  return { role, parts };
+}
+
+/** messages (chat), input (Responses, embeddings) or prompt (legacy completions), as semconv messages. */
+function inputMessages(body: unknown): Message[] | undefined {
+  const input = field(body, 'messages') ?? field(body, 'input') ?? field(body, 'prompt');
+  if (input === undefined || input === null) return undefined;
+  if (!Array.isArray(input)) return [message(input)];
+  // A list of strings (legacy prompts, embedding inputs) is one user message each; token arrays are skipped.
+  return input.filter((item) => typeof item !== 'number').map(message);
+}
+
+/**
+ * Opt-in content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT): inputs, outputs and the
+ * Responses `instructions` as JSON strings in the GenAI message schema; empty for non-GenAI calls.
+ */
 export function contentAttributes(record: AuditRecord): Attributes {
-  const body = record.request.bodyEncoding === 'json' ? (record.request.body as Record<string, unknown> | null) : null;
-  const input = body?.messages ?? body?.input ?? body?.prompt;
+  if (genAiOperationName(record.openai?.operation ?? null) === null) return {};
+  const body = requestBody(record);
+  const input = inputMessages(body);
+  const instructions = field(body, 'instructions');
   const output = record.openai?.outputText;
   return {
     [sc.ATTR_GEN_AI_INPUT_MESSAGES]: input === undefined ? undefined : JSON.stringify(input),
+    [sc.ATTR_GEN_AI_SYSTEM_INSTRUCTIONS]: typeof instructions === 'string' ? JSON.stringify([text(instructions)]) : undefined,
     [sc.ATTR_GEN_AI_OUTPUT_MESSAGES]:
       output === null || output === undefined
         ? undefined
-        : JSON.stringify([{ role: 'assistant', parts: [{ type: 'text', content: output }], finish_reason: record.openai?.finishReasons[0] ?? null }]),
+        : JSON.stringify([{ role: 'assistant', parts: [text(output)], finish_reason: record.openai?.finishReasons[0] ?? null }]),
   };
 }
+
+// ---------- errors and span status ----------
 
 /**
  * `error.type`: the proxy's own error code, else the upstream's OpenAI error code or type,
  * else the HTTP status; undefined for a success.
  */
 export function errorType(record: AuditRecord): string | undefined {
-  if (record.error !== null) return record.error.type;
+  return record.error !== null ? record.error.type : statusErrorType(record);
+}
+
+/** The upstream's OpenAI error code or type for a 4xx/5xx answer, else its status. */
+function statusErrorType(record: AuditRecord): string | undefined {
   const status = record.response.status ?? 0;
   if (status < 400) return undefined;
   const body = record.response.bodyEncoding === 'json' ? (record.response.body as { error?: { code?: unknown; type?: unknown } } | null) : null;
@@ -100,11 +190,44 @@ export function errorType(record: AuditRecord): string | undefined {
   return typeof code === 'string' && code !== '' ? code : String(status);
 }
 
-export function responseAttributes(record: AuditRecord): Attributes {
+/** Whether a span failed, with the attributes that say how it ended. */
+export interface SpanOutcome {
+  error: boolean;
+  message: string | undefined;
+  attributes: Attributes;
+}
+
+function outcome(record: AuditRecord, status: number | null, failed: boolean): SpanOutcome {
+  // A hang-up is no error of its own: if the span failed anyway, the status says why.
+  const error = !failed ? undefined : record.outcome === 'client_aborted' ? statusErrorType(record) : errorType(record);
   return {
-    [ATTR_HTTP_RESPONSE_STATUS_CODE]: record.response.status ?? undefined,
-    [ATTR_ERROR_TYPE]: errorType(record),
-    [sc.ATTR_PROXY_OUTCOME]: record.outcome,
-    [sc.ATTR_PROXY_INSTITUTION]: record.institution ?? undefined,
+    error: error !== undefined,
+    message: error === undefined ? undefined : record.error?.message,
+    attributes: {
+      [ATTR_HTTP_RESPONSE_STATUS_CODE]: status ?? undefined,
+      [ATTR_ERROR_TYPE]: error,
+      [sc.ATTR_PROXY_OUTCOME]: record.outcome,
+      [sc.ATTR_PROXY_INSTITUTION]: record.institution ?? undefined,
+    },
   };
+}
+
+/**
+ * The SERVER span: what the caller got. Fails on 5xx or a broken exchange; not on 4xx or a
+ * refusal (the caller's doing), nor when the caller hung up (no error, per the HTTP conventions).
+ */
+export function serverOutcome(record: AuditRecord): SpanOutcome {
+  const status = record.response.status;
+  const broken = record.outcome !== 'ok' && record.outcome !== 'rejected' && record.outcome !== 'client_aborted';
+  return outcome(record, status, (status ?? 0) >= 500 || broken);
+}
+
+/**
+ * The CLIENT span: the upstream call. `upstreamStatus` is what upstream answered (null if it never
+ * did: the proxy's own 502 is not upstream's status). Fails on any 4xx/5xx or transport error;
+ * a caller-initiated abort is no error.
+ */
+export function clientOutcome(record: AuditRecord, upstreamStatus: number | null): SpanOutcome {
+  const broken = record.outcome !== 'ok' && record.outcome !== 'client_aborted';
+  return outcome(record, upstreamStatus, (upstreamStatus ?? 0) >= 400 || broken);
 }

@@ -30,20 +30,66 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { AuditRecord } from '../audit/record.ts';
-import { operationFromPath } from '../capture/operation.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { splitTarget } from '../proxy/routes.ts';
-import { clientSpanName, contentAttributes, genaiAttributes, responseAttributes, routeTemplate } from './genai.ts';
-import { ATTR_PROXY_REQUEST_ID, EVENT_FIRST_CHUNK } from './semconv.ts';
+import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
+import { clientOutcome, clientSpanName, contentAttributes, genaiAttributes, routeTemplate, serverOutcome } from './genai.ts';
+import {
+  ATTR_GEN_AI_OPERATION_NAME,
+  ATTR_GEN_AI_PROVIDER_NAME,
+  ATTR_PROXY_REQUEST_ID,
+  EVENT_FIRST_CHUNK,
+  GEN_AI_PROVIDER_NAME_VALUE_OPENAI,
+} from './semconv.ts';
 
 const SERVICE_NAME = 'openai-api-proxy';
 const VERSION = '0.1.0';
 
 type Env = Record<string, string | undefined>;
+type ExporterConfig = NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>;
+type Compression = NonNullable<ExporterConfig['compression']>;
 
 export function tracingRequested(env: Env): boolean {
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   return endpoint !== undefined && endpoint !== '' && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none';
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function positiveNumber(value: string | undefined): number | undefined {
+  const n = Number(nonEmpty(value));
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The exporter's settings from the env the runtime was given (the SDK itself would read
+ * process.env only): the traces endpoint is used as-is, the base endpoint gets `/v1/traces`.
+ * Headers and certificates still come from process.env through the exporter's own fallback.
+ */
+export function exporterConfig(env: Env): ExporterConfig {
+  const specific = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+  const base = nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  const url = specific ?? (base === undefined ? undefined : `${base.replace(/\/+$/, '')}/v1/traces`);
+  if (url !== undefined && !/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
+    throw new Error(`OTLP traces endpoint is not an http(s) URL: ${url}`);
+  }
+  const compression = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION ?? env.OTEL_EXPORTER_OTLP_COMPRESSION);
+  return {
+    url,
+    compression: compression === 'gzip' || compression === 'none' ? (compression as Compression) : undefined,
+    timeoutMillis: positiveNumber(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? env.OTEL_EXPORTER_OTLP_TIMEOUT),
+  };
+}
+
+function batchConfig(env: Env): ConstructorParameters<typeof BatchSpanProcessor>[1] {
+  return {
+    scheduledDelayMillis: positiveNumber(env.OTEL_BSP_SCHEDULE_DELAY),
+    exportTimeoutMillis: positiveNumber(env.OTEL_BSP_EXPORT_TIMEOUT),
+    maxQueueSize: positiveNumber(env.OTEL_BSP_MAX_QUEUE_SIZE),
+    maxExportBatchSize: positiveNumber(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
+  };
 }
 
 interface Spans {
@@ -52,6 +98,7 @@ interface Spans {
   firstChunkSeen: boolean;
 }
 
+/** performance.now() as epoch ms: every span time here comes from this one clock, so children nest. */
 function epochMs(hr: number): number {
   return performance.timeOrigin + hr;
 }
@@ -59,7 +106,7 @@ function epochMs(hr: number): number {
 function firstChunk(spans: Spans): void {
   if (spans.firstChunkSeen) return;
   spans.firstChunkSeen = true;
-  spans.client?.addEvent(EVENT_FIRST_CHUNK);
+  spans.client?.addEvent(EVENT_FIRST_CHUNK, epochMs(performance.now()));
 }
 
 function stripTraceHeaders(headers: string[]): void {
@@ -69,6 +116,37 @@ function stripTraceHeaders(headers: string[]): void {
   }
 }
 
+// Query parameters whose values semconv says to redact from url.* (plus Azure's api-key).
+const SENSITIVE_QUERY = new Set(['awsaccesskeyid', 'signature', 'sig', 'x-goog-signature', 'api-key', 'key']);
+
+/** The query with sensitive values replaced by REDACTED; null stays null. */
+export function redactQuery(query: string | null): string | null {
+  if (query === null) return null;
+  return query
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq === -1) return pair;
+      let name = pair.slice(0, eq);
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        // keep the raw name
+      }
+      return SENSITIVE_QUERY.has(name.toLowerCase()) ? `${pair.slice(0, eq)}=REDACTED` : pair;
+    })
+    .join('&');
+}
+
+/** The SDK that registered itself with the API globals last; only it may unregister them. */
+let registered: NodeSDK | null = null;
+
+function disableGlobals(): void {
+  trace.disable();
+  propagation.disable();
+  context.disable();
+}
+
 export class Tracing {
   readonly #sdk: NodeSDK;
   readonly #processor: BatchSpanProcessor;
@@ -76,26 +154,32 @@ export class Tracing {
   readonly #captureContent: boolean;
   readonly #spans = new WeakMap<Exchange, Spans>();
 
-  private constructor(sdk: NodeSDK, processor: BatchSpanProcessor, captureContent: boolean) {
+  private constructor(sdk: NodeSDK, processor: BatchSpanProcessor, tracer: Tracer, captureContent: boolean) {
     this.#sdk = sdk;
     this.#processor = processor;
-    this.#tracer = trace.getTracer(SERVICE_NAME, VERSION);
+    this.#tracer = tracer;
     this.#captureContent = captureContent;
   }
 
-  /** Starts the SDK from the standard OTEL_* variables; traces only (metrics are Prometheus'). */
+  /**
+   * Starts the SDK from the OTEL_* variables in `env`; traces only (metrics are Prometheus').
+   * The API globals accept one registration per process, so whatever an earlier start left
+   * registered is dropped first; the tracer is taken from this SDK's own provider right away,
+   * so it keeps exporting here even if another Tracing starts later in the same process.
+   */
   static start(env: Env, captureContent: boolean): Tracing {
-    // OTLPTraceExporter and BatchSpanProcessor read the standard OTEL_EXPORTER_OTLP_* and OTEL_BSP_* variables.
-    const processor = new BatchSpanProcessor(new OTLPTraceExporter());
+    const processor = new BatchSpanProcessor(new OTLPTraceExporter(exporterConfig(env)), batchConfig(env));
     const sdk = new NodeSDK({
-      serviceName: env.OTEL_SERVICE_NAME ?? SERVICE_NAME,
+      serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? SERVICE_NAME,
       spanProcessors: [processor],
       metricReaders: [],
       logRecordProcessors: [],
       instrumentations: [],
     });
+    disableGlobals();
     sdk.start();
-    return new Tracing(sdk, processor, captureContent);
+    registered = sdk;
+    return new Tracing(sdk, processor, trace.getTracer(SERVICE_NAME, VERSION), captureContent);
   }
 
   readonly observer: ExchangeObserver = {
@@ -116,7 +200,7 @@ export class Tracing {
         attributes: {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_URL_PATH]: path,
-          [ATTR_URL_QUERY]: query ?? undefined,
+          [ATTR_URL_QUERY]: redactQuery(query) ?? undefined,
           [ATTR_URL_SCHEME]: secure ? 'https' : 'http',
           [ATTR_HTTP_ROUTE]: route,
           [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress,
@@ -132,9 +216,10 @@ export class Tracing {
     return {
       upstreamRequest: (headers) => {
         spans.client = this.#startClient(exchange, spans.server);
+        // The upstream's parent is our CLIENT span, never the caller's span.
         stripTraceHeaders(headers);
         const carrier: Record<string, string> = {};
-        propagation.inject(trace.setSpan(context.active(), spans.client), carrier);
+        propagation.inject(trace.setSpan(ROOT_CONTEXT, spans.client), carrier);
         for (const [name, value] of Object.entries(carrier)) headers.push(name, value);
       },
       responseChunk: () => firstChunk(spans),
@@ -147,15 +232,23 @@ export class Tracing {
   #startClient(exchange: Exchange, server: Span): Span {
     const origin = new URL(exchange.origin ?? 'http://unknown');
     const port = origin.port === '' ? (origin.protocol === 'https:' ? 443 : 80) : Number(origin.port);
+    const { path, query } = splitTarget(exchange.target);
+    const redacted = redactQuery(query);
+    // What is known before the body is read; the GenAI conventions want the provider at span start.
+    const operation = genAiOperationName(operationFromPath(path));
     return this.#tracer.startSpan(
-      exchange.method,
+      operation ?? exchange.method,
       {
         kind: SpanKind.CLIENT,
+        startTime: epochMs(performance.now()),
         attributes: {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_SERVER_ADDRESS]: origin.hostname,
           [ATTR_SERVER_PORT]: port,
-          [ATTR_URL_FULL]: `${origin.origin}${exchange.target}`,
+          [ATTR_URL_FULL]: `${origin.origin}${path}${redacted === null ? '' : `?${redacted}`}`,
+          ...(operation === null
+            ? {}
+            : { [ATTR_GEN_AI_OPERATION_NAME]: operation, [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER_NAME_VALUE_OPENAI }),
         },
       },
       trace.setSpan(ROOT_CONTEXT, server),
@@ -176,21 +269,20 @@ export class Tracing {
     if (spans === undefined) return;
     this.#spans.delete(exchange);
     const end = epochMs(exchange.endHr ?? performance.now());
-    const response = responseAttributes(record);
-    const status = record.response.status ?? 0;
-    const aborted = record.outcome === 'client_aborted';
     if (spans.client !== null) {
+      const client = clientOutcome(record, exchange.status);
       spans.client.updateName(clientSpanName(exchange.method, record));
-      spans.client.setAttributes({ ...response, ...genaiAttributes(record), ...(this.#captureContent ? contentAttributes(record) : {}) });
-      // A client span fails on any 4xx/5xx or transport error; a caller-initiated abort is no error.
-      if (!aborted && (record.outcome !== 'ok' || status >= 400)) spans.client.setStatus({ code: SpanStatusCode.ERROR });
+      spans.client.setAttributes({
+        ...client.attributes,
+        ...genaiAttributes(record),
+        ...(this.#captureContent ? contentAttributes(record) : {}),
+      });
+      if (client.error) spans.client.setStatus({ code: SpanStatusCode.ERROR, message: client.message });
       spans.client.end(end);
     }
-    spans.server.setAttributes(response);
-    // A server span fails only on 5xx (4xx is the client's doing).
-    if (!aborted && (status >= 500 || record.outcome !== 'ok')) {
-      spans.server.setStatus({ code: SpanStatusCode.ERROR, message: record.error?.message });
-    }
+    const server = serverOutcome(record);
+    spans.server.setAttributes(server.attributes);
+    if (server.error) spans.server.setStatus({ code: SpanStatusCode.ERROR, message: server.message });
     spans.server.end(end);
   }
 
@@ -198,7 +290,15 @@ export class Tracing {
     return this.#processor.forceFlush();
   }
 
-  shutdown(): Promise<void> {
-    return this.#sdk.shutdown();
+  /** Flushes and stops the SDK; leaves the API globals as if it had never started, unless a later one took them. */
+  async shutdown(): Promise<void> {
+    try {
+      await this.#sdk.shutdown();
+    } finally {
+      if (registered === this.#sdk) {
+        registered = null;
+        disableGlobals();
+      }
+    }
   }
 }
