@@ -87,3 +87,25 @@ test('many concurrent streams share the upstream pool without a connection cap',
   assert.ok(performance.now() - started < 3000);
   for (const body of bodies) assert.match(body, /\[DONE\]/);
 });
+
+test('UPSTREAM_MAX_CONNECTIONS caps connections per upstream: extra streams wait their turn', async () => {
+  const capped = await startTestProxy({ UPSTREAM_URL: upstream.url, UPSTREAM_MAX_CONNECTIONS: '1' });
+  try {
+    const stream = async (): Promise<number> => {
+      const res = await request(`${capped.url}/v1/chat/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: [] }),
+        headers: { 'content-type': 'application/json', 'x-test-chunks': '3', 'x-test-chunk-delay-ms': '100' },
+      });
+      await res.body.text();
+      return performance.now();
+    };
+    const started = performance.now();
+    const ends = await Promise.all([stream(), stream()]);
+    // One connection: the second stream starts only once the first has ended (~3 x 100 ms each).
+    assert.ok(Math.max(...ends) - started >= 550, `both done in ${(Math.max(...ends) - started).toFixed(0)} ms`);
+    assert.ok(Math.abs((ends[0] ?? 0) - (ends[1] ?? 0)) >= 250, 'the streams ran one after the other');
+  } finally {
+    await capped.close();
+  }
+});
