@@ -13,7 +13,8 @@ import { AuditUnavailableError } from './proxy/errors.ts';
 import type { ExchangeObserver } from './proxy/observer.ts';
 import { StreamUsageInjector } from './proxy/stream-usage.ts';
 import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
-import { Tracing, tracingRequested } from './telemetry/tracing.ts';
+import type { Tracing } from './telemetry/tracing.ts';
+import { tracingRequested } from './telemetry/tracing-enabled.ts';
 
 export interface Runtime {
   components: Components;
@@ -28,7 +29,7 @@ export interface Runtime {
 type Env = Record<string, string | undefined>;
 
 export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
-  const tracing = tracingRequested(env) ? Tracing.start(env, config.genaiCaptureContent) : null;
+  const tracing = tracingRequested(env) ? (await import('./telemetry/tracing.ts')).Tracing.start(env, config.genaiCaptureContent) : null;
   const shipping = config.audit.mongodbUri !== null;
   let shipper: MongoShipper | null = null;
   const journal = config.audit.enabled

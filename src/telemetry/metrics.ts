@@ -110,7 +110,7 @@ export class ProxyMetrics implements MetricsEndpoint {
     this.responseBytes = new Counter({ name: 'openai_proxy_response_bytes_total', help: 'Response body bytes received from upstream.', labelNames: ['operation'], registers });
     this.upstreamFailures = new Counter({
       name: 'openai_proxy_upstream_failures_total',
-      help: 'Exchanges that did not complete normally, by outcome (upstream_unreachable, upstream_timeout, upstream_reset, client_aborted, rejected).',
+      help: 'Exchanges upstream failed, by outcome (upstream_unreachable, upstream_timeout, upstream_reset); client aborts and refusals are in openai_proxy_requests_total{outcome}.',
       labelNames: ['outcome'],
       registers,
     });
@@ -162,16 +162,21 @@ export class ProxyMetrics implements MetricsEndpoint {
         },
       });
     };
-    counter('openai_proxy_audit_journal_appends_total', 'Audit records appended to the journal.', (s) => s.journal?.appended);
-    counter('openai_proxy_audit_journal_bytes_total', 'Bytes appended to the journal.', (s) => s.journal?.appendedBytes);
-    counter('openai_proxy_audit_dropped_total', 'Audit records that could not be written (journal unwritable or full).', (s) => s.journal?.dropped);
-    counter('openai_proxy_audit_torn_lines_total', 'Torn journal lines skipped after a crash.', (s) => s.journal?.tornLinesSkipped);
-    gauge('openai_proxy_audit_journal_writable', '1 while the journal can write.', (s) => (s.journal === null ? undefined : Number(s.journal.writable)));
-    counter('openai_proxy_audit_shipped_total', 'Audit records shipped to MongoDB.', (s) => s.shipper?.shipped);
-    counter('openai_proxy_audit_shipper_retries_total', 'Failed MongoDB shipping attempts that will be retried.', (s) => s.shipper?.retries);
-    gauge('openai_proxy_audit_shipper_lag_records', 'Journal records not yet in MongoDB.', (s) => s.shipper?.lagRecords);
-    gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
-    gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => (s.shipper === null ? undefined : Number(s.shipper.up)));
+    if (stats().journal !== null) {
+      counter('openai_proxy_audit_journal_appends_total', 'Audit records appended to the journal.', (s) => s.journal?.appended);
+      counter('openai_proxy_audit_journal_bytes_total', 'Bytes appended to the journal.', (s) => s.journal?.appendedBytes);
+      counter('openai_proxy_audit_dropped_total', 'Audit records that could not be written (journal unwritable or full).', (s) => s.journal?.dropped);
+      counter('openai_proxy_audit_torn_lines_total', 'Torn journal lines cut after a crash.', (s) => s.journal?.tornLinesSkipped);
+      gauge('openai_proxy_audit_journal_writable', '1 while the journal can write.', (s) => Number(s.journal?.writable));
+    }
+    // A missing component exposes no series: a 0 would read as "down" on the dashboard.
+    if (stats().shipper !== null) {
+      counter('openai_proxy_audit_shipped_total', 'Audit records confirmed in MongoDB.', (s) => s.shipper?.shipped);
+      counter('openai_proxy_audit_shipper_retries_total', 'Failed MongoDB shipping attempts that will be retried.', (s) => s.shipper?.retries);
+      gauge('openai_proxy_audit_shipper_lag_records', 'Journal records not yet in MongoDB.', (s) => s.shipper?.lagRecords);
+      gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
+      gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => Number(s.shipper?.up));
+    }
   }
 
   /** Counts exchanges in flight; the rest is recorded from the finished exchange's record. */
@@ -199,7 +204,7 @@ export class ProxyMetrics implements MetricsEndpoint {
     if (timings.overheadSeconds !== null) this.overhead.observe({ operation }, timings.overheadSeconds);
     this.requestBytes.inc({ operation }, record.request.bytes);
     this.responseBytes.inc({ operation }, record.response.bytes);
-    if (record.outcome !== 'ok') this.upstreamFailures.inc({ outcome: record.outcome });
+    if (record.outcome.startsWith('upstream_')) this.upstreamFailures.inc({ outcome: record.outcome });
     if (record.websocket !== undefined) this.#observeWebSocket(record);
     this.#observeUsage(record, model, institution);
   }
