@@ -291,7 +291,8 @@ export class Journal {
 
   /** Policy `interval`: at most one fsync per interval, and one soon after the last write. */
   #armSyncTimer(): void {
-    if (this.#syncTimer) return;
+    // A sync already due covers this write; arming now would measure from the sync before it.
+    if (this.#syncTimer || this.#syncRequested) return;
     const delay = Math.max(0, this.#writer.lastSyncAt + this.#fsyncIntervalMs - Date.now());
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = null;
