@@ -2,7 +2,7 @@
  * Builds a running proxy from a config: the client-facing server, the admin server and the
  * observers, with graceful draining. main.ts adds the process concerns (signals, exit).
  */
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -85,26 +85,30 @@ export async function startProxy(config: Config, components: Components): Promis
     router,
     observers,
     dropHeaders,
-    admission,
+    // Unlike a request on a kept-alive connection, a new session would outlive the drain.
+    admission: () => (draining ? new ShuttingDownError('proxy is shutting down') : admission()),
     upstreamCa: config.upstreamCa,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 60_000),
   });
   const upgraded = new Set<Duplex>();
+  // node:http hands over an upgrade pipelined behind a request at once; answering it then would
+  // interleave two responses on one connection, so it waits for the response in progress.
+  const answering = new WeakMap<Duplex, ServerResponse>();
   const server = createProxyServer(
     config,
     (req, res) => {
       // Exchanges on a kept-alive connection still finish while draining, but the connection closes after.
       if (draining) res.setHeader('connection', 'close');
+      answering.set(req.socket, res);
+      res.once('close', () => answering.get(req.socket) === res && answering.delete(req.socket));
       forward(req, res);
     },
     (req, socket, head) => {
-      if (draining) {
-        socket.destroy(new ShuttingDownError('proxy is shutting down'));
-        return;
-      }
       upgraded.add(socket);
       socket.once('close', () => upgraded.delete(socket));
-      upgrade(req, socket, head);
+      const inProgress = answering.get(socket);
+      if (inProgress === undefined) upgrade(req, socket, head);
+      else inProgress.once('close', () => upgrade(req, socket, head));
     },
   );
   const admin = createAdminServer({

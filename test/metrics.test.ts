@@ -80,7 +80,9 @@ describe('after known traffic', () => {
   test('requests by operation, model, status, institution and outcome', () => {
     assert.equal(sample(text, 'openai_proxy_requests_total', { operation: 'chat.completions', model: 'gpt-4o', status: '200', institution: 'law', outcome: 'ok' }), 2);
     assert.equal(sample(text, 'openai_proxy_requests_total', { model: 'gpt-4o', institution: 'medicine' }), 1);
-    assert.equal(sample(text, 'openai_proxy_requests_total', { model: 'gpt-4o-mini', status: '429', institution: 'none' }), 1);
+    // A model seen only in a refused call gets no label of its own.
+    assert.equal(sample(text, 'openai_proxy_requests_total', { model: 'other', status: '429', institution: 'none' }), 1);
+    assert.equal(sample(text, 'openai_proxy_requests_total', { model: 'gpt-4o-mini' }), undefined);
     assert.equal(sample(text, 'openai_proxy_requests_total', { operation: 'embeddings', model: 'text-embedding-3-small' }), 1);
   });
 
@@ -126,12 +128,16 @@ test('upstream failures are counted by outcome', async () => {
 test('models beyond METRICS_MAX_MODELS fold into "other"; paths never become labels', async () => {
   for (const model of ['m-1', 'm-2', 'm-3', 'm-4', 'm-5']) await chat(model);
   await (await request(`${proxy.url}/v1/files/file-abc123/content`)).body.dump();
-  await settle(12);
+  for (const scan of ['/admin', '/wp_login', '/phpmyadmin']) await (await request(`${proxy.url}${scan}`)).body.dump();
+  await settle(15);
   const { text } = await scrape(proxy.adminUrl);
   const models = new Set([...text.matchAll(/openai_proxy_requests_total\{[^}]*model="([^"]+)"/g)].map((m) => m[1]));
   assert.ok(models.has('other'));
   assert.ok(models.size <= 3 + 2, `models: ${[...models].join(', ')}`);
   assert.ok(!text.includes('file-abc123'), 'an id in a path never reaches a label');
+  const operations = new Set([...text.matchAll(/openai_proxy_requests_total\{[^}]*operation="([^"]+)"/g)].map((m) => m[1]));
+  assert.ok(!operations.has('admin') && !operations.has('wp_login'), 'a path outside the OpenAI API is labelled other');
+  assert.ok(operations.has('other') && operations.has('files'));
 });
 
 test('Server-Timing tells the client the proxy overhead and the upstream time', async () => {

@@ -1,9 +1,11 @@
 /** The Realtime API over WebSocket through the proxy: handshake, subprotocols, messages, close codes. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 
 let upstream: Upstream;
@@ -109,4 +111,49 @@ test('an unreachable upstream refuses the handshake with 502', async () => {
   } finally {
     await p.close();
   }
+});
+
+/** Sends raw bytes on a fresh connection and resolves with the first chunk the proxy answers. */
+async function rawUpgrade(base: string, headers: string, target = '/v1/realtime?model=m'): Promise<string> {
+  const url = new URL(base);
+  const socket = net.connect(Number(url.port), url.hostname);
+  socket.write(
+    `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
+      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer sk-x\r\n${headers}\r\n`,
+  );
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  socket.destroy();
+  return chunk.toString('latin1');
+}
+
+test('an invalid subprotocol list or a fragment gets a 400, and the proxy lives on', async () => {
+  assert.match(await rawUpgrade(proxy.url, 'Sec-WebSocket-Protocol: realtime, realtime\r\n'), /^HTTP\/1.1 400 [\s\S]*malformed_request/);
+  assert.match(await rawUpgrade(proxy.url, 'Sec-WebSocket-Protocol: a/b\r\n'), /^HTTP\/1.1 400 /);
+  assert.match(await rawUpgrade(proxy.url, '', '/v1/realtime?model=m#frag'), /^HTTP\/1.1 101 /);
+  const ws = new WebSocket(wsUrl(proxy.url, '/v1/realtime?model=m'), { headers: { authorization: 'Bearer sk-x' } });
+  await once(ws, 'open');
+  ws.close();
+  await once(ws, 'close');
+});
+
+test('a WebSocket upgrade pipelined behind a request while draining never opens a session, and the drain completes', async () => {
+  const p = await startTestProxy({ UPSTREAM_URL: upstream.url });
+  const url = new URL(p.url);
+  const socket = net.connect(Number(url.port), url.hostname);
+  await once(socket, 'connect');
+  socket.write(
+    'GET /v1/models HTTP/1.1\r\nHost: x\r\nx-test-delay-ms: 200\r\n\r\n' +
+      'GET /v1/realtime?model=m HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer sk-x\r\n\r\n',
+  );
+  await until(() => upstream.requests.some((r) => r.headers['x-test-delay-ms'] === '200'));
+  const drained = p.drain(5000);
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  await once(socket, 'close');
+  const answer = Buffer.concat(chunks).toString('latin1');
+  assert.match(answer, /^HTTP\/1.1 200 /);
+  assert.doesNotMatch(answer, /HTTP\/1.1 101 /);
+  await drained;
+  await p.runtime.close();
 });

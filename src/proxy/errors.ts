@@ -55,6 +55,15 @@ export class InvalidRequestTargetError extends ProxyError {
   override readonly name = 'InvalidRequestTargetError';
 }
 
+/** A request the proxy cannot forward as it stands (e.g. an invalid WebSocket subprotocol list). */
+export class MalformedRequestError extends ProxyError {
+  readonly code = 'malformed_request';
+  readonly status = 400;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'MalformedRequestError';
+}
+
 /** AUDIT_REQUIRED=true and the journal cannot write: fail closed. */
 export class AuditUnavailableError extends ProxyError {
   readonly code = 'audit_unavailable';

@@ -54,7 +54,8 @@ export function originFormTarget(url: string | undefined): string {
   if (url === undefined || url === '') throw new InvalidRequestTargetError('empty request target');
   if (url.charCodeAt(0) === 47 /* / */) return url;
   const match = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
-  if (match === null) throw new InvalidRequestTargetError(`unsupported request target "${url.slice(0, 100)}"`);
+  // The target itself is not echoed: it may carry a key in its query string.
+  if (match === null) throw new InvalidRequestTargetError('unsupported request target (expected a path or an absolute URI)');
   const rest = url.slice(match[0].length);
   return rest.startsWith('/') ? rest : `/${rest}`;
 }

@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
+import { ClientAbortedError, MalformedRequestError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
 import { originFormTarget, type Router } from './routes.ts';
@@ -33,6 +33,8 @@ export interface WebSocketExchange extends Exchange {
   close: WebSocketClose | null;
 }
 
+// An upstream handshake refusal (an OpenAI error body) is relayed whole up to this size.
+const MAX_REFUSAL_BYTES = 1024 * 1024;
 // Above this much unsent data toward one side, stop reading from the other.
 const HIGH_WATER = 4 * 1024 * 1024;
 
@@ -128,11 +130,17 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
 
     exchange.upstreamStartHr = performance.now();
-    const upstream = new WebSocket(toWebSocketUrl(resolved.origin, resolved.path), protocols, {
-      headers: headerObject(flat),
-      ca: options.upstreamCa ?? undefined,
-      handshakeTimeout: options.handshakeTimeoutMs,
-    });
+    let upstream: WebSocket;
+    try {
+      // ws refuses (synchronously) duplicate or invalid subprotocols and URLs with a fragment.
+      upstream = new WebSocket(toWebSocketUrl(resolved.origin, resolved.path.split('#')[0] ?? ''), protocols, {
+        headers: headerObject(flat),
+        ca: options.upstreamCa ?? undefined,
+        handshakeTimeout: options.handshakeTimeoutMs,
+      });
+    } catch (err) {
+      return rejectHandshake(socket, exchange, new MalformedRequestError(`cannot open the upstream WebSocket: ${(err as Error).message}`));
+    }
     const clientGone = (): void => {
       if (upstream.readyState === WebSocket.CONNECTING) {
         exchange.error ??= new ClientAbortedError('client closed the connection during the WebSocket handshake');
@@ -149,7 +157,19 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
       exchange.status = response.statusCode ?? 502;
       exchange.responseHeadHr = performance.now();
       const chunks: Buffer[] = [];
-      response.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      // A refusal body is small; one that breaks off or never ends must not hold the client.
+      const broken = (): void => {
+        exchange.error ??= upstreamError(Object.assign(new Error('upstream refusal broke off'), { code: 'ECONNRESET' }), resolved.origin, true);
+        socket.destroy();
+      };
+      response.once('error', broken);
+      response.once('aborted', broken);
+      response.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_REFUSAL_BYTES) return void response.destroy(new Error('refusal body too large'));
+        chunks.push(c);
+      });
       response.once('end', () => {
         const headers: Record<string, string> = { 'x-proxy-request-id': exchange.id };
         for (const [k, v] of Object.entries(response.headers)) {

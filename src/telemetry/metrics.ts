@@ -9,7 +9,7 @@ import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
 import type { ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
-import { BoundedLabel } from './labels.ts';
+import { BoundedLabel, operationLabel } from './labels.ts';
 
 /** Durations of LLM calls: 5 ms to over 5 minutes (reasoning models think long). */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
@@ -34,8 +34,6 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly registry: Registry<RegistryContentType>;
   readonly #models: BoundedLabel;
   readonly #institutions: BoundedLabel;
-  // Operation names come from client paths; a scanner must not mint series.
-  readonly #operations = new BoundedLabel(64);
   readonly #exemplars: boolean;
   #rendering: Promise<unknown> = Promise.resolve();
 
@@ -190,8 +188,10 @@ export class ProxyMetrics implements MetricsEndpoint {
 
   /** Records one finished exchange from its audit record. */
   observe(record: AuditRecord, timings: ExchangeTimings): void {
-    const operation = this.#operations.value(record.openai?.operation);
-    const model = this.#models.value(record.openai?.requestModel ?? record.openai?.responseModel);
+    const operation = operationLabel(record.openai?.operation);
+    // Only a call upstream accepted may give a model its own label: junk model names get 4xx.
+    const accepted = record.outcome === 'ok' && (record.response.status ?? 0) < 400;
+    const model = this.#models.value(record.openai?.requestModel ?? record.openai?.responseModel, accepted);
     const institution = this.#institutions.value(record.institution);
     const status = String(record.response.status ?? 0);
     const exemplar = this.#exemplars && record.trace !== null ? { trace_id: record.trace.traceId, span_id: record.trace.spanId } : undefined;
