@@ -12,7 +12,7 @@ import { EJSON } from 'bson';
 import type { MongoClientOptions } from 'mongodb';
 import { Journal, listSegments } from '../src/audit/journal.ts';
 import type { JournalOptions } from '../src/audit/journal.ts';
-import { CHECKPOINT_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/mongo.ts';
+import { CHECKPOINT_FILE, DEAD_LETTER_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/mongo.ts';
 import type { MongoShipperOptions, ShipperStats } from '../src/audit/mongo.ts';
 import type { AuditRecord } from '../src/audit/record.ts';
 import { startMongoDouble } from './support/mongo-double.ts';
@@ -346,6 +346,22 @@ describe('MongoShipper', () => {
     const second = f.ship();
     await f.waitForStats('50 records shipped', caughtUp(50), second);
     assertExactlyOnce(f.stored(), ids(0, 50));
+  });
+
+  test('a record MongoDB refuses (over 16 MiB) goes to the dead-letter file; the rest ship', async (t) => {
+    const f = await setUp(t, { journal: { segmentBytes: 64 * 1024 * 1024 } });
+    const shipper = f.ship();
+    await f.append(0, 2);
+    const huge = record(2);
+    huge.request.body = 'x'.repeat(17 * 1024 * 1024);
+    f.journal.append(huge);
+    await f.append(3, 2);
+    await f.waitForStats('4 shipped, 1 dead-lettered', (s) => s.shipped === 4 && s.deadLettered === 1 && s.lagRecords === 0);
+    assertExactlyOnce(f.stored(), [...ids(0, 2), ...ids(3, 2)]);
+    const dead = (await readFile(join(f.dir, DEAD_LETTER_FILE), 'utf8')).trim().split('\n');
+    assert.equal(dead.length, 1);
+    assert.equal((EJSON.parse(dead[0] ?? '') as { _id: string })._id, huge._id);
+    assert.equal(shipper.stats().up, true);
   });
 
   test('torn lines are skipped and counted', async (t) => {

@@ -2,14 +2,33 @@
  * Ships the audit journal to MongoDB: committed lines from a checkpoint, unordered batch inserts,
  * duplicate `_id`s from a replay counted as shipped (so exactly once), and retries without end.
  */
-import type { Collection, MongoClient, MongoClientOptions, TopologyDescriptionChangedEvent } from 'mongodb';
+import { appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BSON } from 'mongodb';
+import type { Collection, Document, MongoClient, MongoClientOptions, TopologyDescriptionChangedEvent } from 'mongodb';
 import { every, log } from '../log.ts';
 import { JournalCursor } from './shipper-cursor.ts';
 import type { Batch } from './shipper-cursor.ts';
-import { MongoShipperConfigError, describeError, duplicatesOnly, ensureIndexes, isUnreachable, openTarget } from './shipper-mongo.ts';
+import {
+  MongoShipperConfigError,
+  describeError,
+  duplicatesOnly,
+  ensureIndexes,
+  isDuplicateIdError,
+  isRefusal,
+  isUnreachable,
+  openTarget,
+} from './shipper-mongo.ts';
 
 export { CHECKPOINT_FILE } from './shipper-checkpoint.ts';
+/** In AUDIT_DIR: records MongoDB refused, one relaxed Extended JSON line each, for mongoimport once fixed. */
+export const DEAD_LETTER_FILE = 'dead-letter.ndjson';
 export { MongoShipperConfigError } from './shipper-mongo.ts';
+
+interface Stored {
+  duplicates: number;
+  refused: number;
+}
 
 export type ShipperState = 'connecting' | 'shipping' | 'idle' | 'retrying' | 'stopped';
 
@@ -24,6 +43,8 @@ export interface ShipperStats {
   retries: number;
   /** Journal lines that are not records: torn by a crash. */
   skippedLines: number;
+  /** Records MongoDB refused for what they are (e.g. over 16 MiB), kept in DEAD_LETTER_FILE instead. */
+  deadLettered: number;
   /** Journal lines not yet shipped. */
   lagRecords: number;
   /** Age of the oldest record not yet shipped, by its `endedAt` (about when it was journaled). */
@@ -92,7 +113,8 @@ export class MongoShipper {
   #up = false;
   #connected = false;
   #reachable = false;
-  readonly #counts = { shipped: 0, duplicates: 0, retries: 0 };
+  readonly #counts = { shipped: 0, duplicates: 0, retries: 0, deadLettered: 0 };
+  readonly #deadLetterPath: string;
   #lastError: string | null = null;
   #lastShippedAt: string | null = null;
   #failingSince: number | null = null;
@@ -114,6 +136,7 @@ export class MongoShipper {
     this.namespace = `${target.db}.${target.collection.collectionName}`;
     this.#ttlDays = opts.ttlDays;
     this.#stopGraceMs = opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.#deadLetterPath = join(opts.dir, DEAD_LETTER_FILE);
     this.#cursor = new JournalCursor({
       dir: opts.dir, keepShipped: opts.keepShipped, batchSize, journal: opts.journal,
       onError: (what, err) => (this.#lastError = `${what}: ${describeError(err)}`),
@@ -202,8 +225,8 @@ export class MongoShipper {
       await this.#idle();
       return;
     }
-    const duplicates = await this.#insert(batch);
-    if (duplicates !== null) await this.#advance(batch, duplicates);
+    const stored = await this.#insert(batch);
+    if (stored !== null) await this.#advance(batch, stored);
     else if (this.#stopping === null) await this.#backoff();
   }
 
@@ -239,27 +262,60 @@ export class MongoShipper {
     }
   }
 
-  /** The duplicates once the whole batch is stored; null when it must be sent again. */
-  async #insert(batch: Batch): Promise<number | null> {
-    if (batch.docs.length === 0) return 0;
+  /** How the batch ended up stored (duplicates, refusals dead-lettered); null when it must be sent again. */
+  async #insert(batch: Batch): Promise<Stored | null> {
+    if (batch.docs.length === 0) return { duplicates: 0, refused: 0 };
     if (this.#state !== 'retrying') this.#state = 'shipping';
     try {
       await this.#collection.insertMany(batch.docs, { ordered: false });
-      return 0;
+      return { duplicates: 0, refused: 0 };
     } catch (err) {
       const duplicates = duplicatesOnly(err, batch.docs.length);
-      if (duplicates !== null) return duplicates;
+      if (duplicates !== null) return { duplicates, refused: 0 };
+      if (isRefusal(err)) return this.#insertOneByOne(batch);
       this.#up = false;
       if (this.#stopping === null) this.#failed('inserting into MongoDB', err);
       return null;
     }
   }
 
-  async #advance(batch: Batch, duplicates: number): Promise<void> {
+  /**
+   * A batch MongoDB refuses for its content: each document on its own, and the ones refused go
+   * to the dead-letter file, so one bad record never stops the rest from shipping.
+   */
+  async #insertOneByOne(batch: Batch): Promise<Stored | null> {
+    const stored = { duplicates: 0, refused: 0 };
+    for (const doc of batch.docs) {
+      try {
+        await this.#collection.insertOne(doc);
+      } catch (err) {
+        if (isDuplicateIdError(err)) stored.duplicates++;
+        else if (isRefusal(err)) {
+          stored.refused++;
+          await this.#deadLetter(doc, err);
+        } else {
+          this.#up = false;
+          if (this.#stopping === null) this.#failed('inserting into MongoDB', err);
+          return null;
+        }
+      }
+    }
+    return stored;
+  }
+
+  async #deadLetter(doc: Document, err: unknown): Promise<void> {
+    this.#counts.deadLettered++;
+    log.error('audit shipper: MongoDB refused a record; it is kept in the dead-letter file', {
+      id: String(doc._id), error: describeError(err), file: this.#deadLetterPath,
+    });
+    await appendFile(this.#deadLetterPath, `${BSON.EJSON.stringify(doc, { relaxed: true })}\n`);
+  }
+
+  async #advance(batch: Batch, stored: Stored): Promise<void> {
     this.#batch = null;
     if (batch.docs.length > 0) {
-      this.#counts.shipped += batch.docs.length;
-      this.#counts.duplicates += duplicates;
+      this.#counts.shipped += batch.docs.length - stored.refused;
+      this.#counts.duplicates += stored.duplicates;
       this.#lastShippedAt = new Date().toISOString();
       this.#recovered();
     }

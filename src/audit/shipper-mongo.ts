@@ -3,9 +3,12 @@
  * stored (some of it by an earlier attempt) from one that must be sent again.
  */
 import {
+  BSON,
   MongoBulkWriteError,
   MongoClient,
+  MongoInvalidArgumentError,
   MongoNetworkError,
+  MongoServerError,
   MongoServerSelectionError,
   MongoTopologyClosedError,
 } from 'mongodb';
@@ -99,6 +102,25 @@ export function isUnreachable(err: unknown): boolean {
     err instanceof MongoServerSelectionError ||
     err instanceof MongoTopologyClosedError
   );
+}
+
+/** Server codes for a document refused for what it is: too large, failing validation, bad value. */
+const REFUSAL_CODES = new Set([2, 121, 10334, 17419]);
+
+/**
+ * MongoDB, or the driver before it, refusing what was sent (a document over 16 MiB, one failing
+ * validation), as opposed to being unreachable: the same batch would fail again forever.
+ */
+export function isRefusal(err: unknown): boolean {
+  if (isUnreachable(err)) return false;
+  if (err instanceof MongoBulkWriteError) return writeErrorsOf(err).some((e) => !isDuplicateId(e));
+  if (err instanceof MongoServerError) return typeof err.code === 'number' && REFUSAL_CODES.has(err.code);
+  return err instanceof MongoInvalidArgumentError || err instanceof RangeError || err instanceof BSON.BSONError;
+}
+
+/** insertOne's answer for a document stored by an earlier attempt. */
+export function isDuplicateIdError(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === 11000 && DUPLICATE_ID.test(err.message);
 }
 
 export function describeError(err: unknown): string {

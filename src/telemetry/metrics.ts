@@ -22,7 +22,7 @@ const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 
 export interface AuditPipelineStats {
   journal: { appended: number; appendedBytes: number; dropped: number; writable: boolean; tornLinesSkipped: number } | null;
-  shipper: { shipped: number; retries: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
+  shipper: { shipped: number; retries: number; deadLettered: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
 }
 
 export interface ExchangeTimings {
@@ -171,6 +171,7 @@ export class ProxyMetrics implements MetricsEndpoint {
     if (stats().shipper !== null) {
       counter('openai_proxy_audit_shipped_total', 'Audit records confirmed in MongoDB.', (s) => s.shipper?.shipped);
       counter('openai_proxy_audit_shipper_retries_total', 'Failed MongoDB shipping attempts that will be retried.', (s) => s.shipper?.retries);
+      counter('openai_proxy_audit_dead_lettered_total', 'Records MongoDB refused (e.g. over 16 MiB), kept in AUDIT_DIR/dead-letter.ndjson.', (s) => s.shipper?.deadLettered);
       gauge('openai_proxy_audit_shipper_lag_records', 'Journal records not yet in MongoDB.', (s) => s.shipper?.lagRecords);
       gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
       gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => Number(s.shipper?.up));
