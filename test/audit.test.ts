@@ -263,6 +263,14 @@ describe('outcomes', () => {
 });
 
 describe('the raw API key appears nowhere', () => {
+  test('a key in the query string is redacted in the record (and still forwarded)', async () => {
+    const res = await request(`${proxy.url}/v1/models?api-key=${API_KEY}&limit=2`);
+    await res.body.dump();
+    const record = await recordOf(proxy, String(res.headers['x-proxy-request-id']));
+    assert.equal(record.request.query, 'api-key=[redacted]&limit=2');
+    assert.equal(upstream.requests.at(-1)?.url, `/v1/models?api-key=${API_KEY}&limit=2`);
+  });
+
   test('not in any journal file', () => {
     assert.ok(!readJournalText().includes(API_KEY));
     assert.ok(readJournalText().includes(fingerprint(API_KEY)));

@@ -13,7 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { propagation, trace } from '@opentelemetry/api';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { exporterConfig, redactQuery } from '../src/telemetry/tracing.ts';
+import { exporterConfig } from '../src/telemetry/tracing.ts';
+import { redactQuery } from '../src/audit/redact-query.ts';
 import { tracingRequested } from '../src/telemetry/tracing-enabled.ts';
 import { recordOf } from './support/audit.ts';
 import { SpanKind, StatusCode, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.ts';
@@ -435,6 +436,7 @@ describe('settings read from the env the runtime was given, not process.env', ()
   test('sensitive query values are redacted from url.query and url.full', () => {
     assert.equal(redactQuery(null), null);
     assert.equal(redactQuery('model=gpt-realtime'), 'model=gpt-realtime');
-    assert.equal(redactQuery('api-key=sk-secret&model=m&sig=abc&flag'), 'api-key=REDACTED&model=m&sig=REDACTED&flag');
+    assert.equal(redactQuery('api-key=sk-secret&model=m&sig=abc&flag'), 'api-key=[redacted]&model=m&sig=[redacted]&flag');
+    assert.equal(redactQuery('Api%2DKey=sk-1&access_token=t&token=u'), 'Api%2DKey=[redacted]&access_token=[redacted]&token=[redacted]');
   });
 });

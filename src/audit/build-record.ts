@@ -11,6 +11,7 @@ import type { WebSocketExchange } from '../proxy/websocket.ts';
 import { requestFactsFromJson, responseFactsFromJson, type ResponseFacts } from '../capture/openai-json.ts';
 import { operationFromPath } from '../capture/operation.ts';
 import type { ExchangeCapture } from './exchange-capture.ts';
+import { redactQuery } from './redact-query.ts';
 import type { ApiKeyIdentity, HeaderRedactor } from './identity.ts';
 import { AUDIT_SCHEMA_VERSION, type AuditRecord, type CapturedBody, type HeaderMap, type OpenAIInfo } from './record.ts';
 
@@ -120,7 +121,7 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     client: { address: clientAddress(req), userAgent: req.headers['user-agent'] ?? null },
     apiKey: ctx.apiKey,
     upstream: exchange.origin ?? '',
-    request: { method: exchange.method, path, query, headers: redactor.redactRaw(req.rawHeaders), ...request },
+    request: { method: exchange.method, path, query: redactQuery(query), headers: redactor.redactRaw(req.rawHeaders), ...request },
     response: {
       status: exchange.status ?? own?.status ?? null,
       headers: capture.responseHeaders === null ? (own?.headers ?? {}) : redactor.redact(capture.responseHeaders),

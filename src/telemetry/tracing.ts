@@ -32,6 +32,7 @@ import {
 import type { AuditRecord } from '../audit/record.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { splitTarget } from '../proxy/routes.ts';
+import { redactQuery } from '../audit/redact-query.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
 import { clientOutcome, clientSpanName, contentAttributes, genaiAttributes, routeTemplate, serverOutcome } from './genai.ts';
 import {
@@ -113,27 +114,6 @@ function stripTraceHeaders(headers: string[]): void {
 }
 
 // Query parameters whose values semconv says to redact from url.* (plus Azure's api-key).
-const SENSITIVE_QUERY = new Set(['awsaccesskeyid', 'signature', 'sig', 'x-goog-signature', 'api-key', 'key']);
-
-/** The query with sensitive values replaced by REDACTED; null stays null. */
-export function redactQuery(query: string | null): string | null {
-  if (query === null) return null;
-  return query
-    .split('&')
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      if (eq === -1) return pair;
-      let name = pair.slice(0, eq);
-      try {
-        name = decodeURIComponent(name);
-      } catch {
-        // keep the raw name
-      }
-      return SENSITIVE_QUERY.has(name.toLowerCase()) ? `${pair.slice(0, eq)}=REDACTED` : pair;
-    })
-    .join('&');
-}
-
 /** The SDK that registered itself with the API globals last; only it may unregister them. */
 let registered: NodeSDK | null = null;
 
