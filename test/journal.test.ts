@@ -13,6 +13,7 @@ import { after, describe, test } from 'node:test';
 import { EJSON } from 'bson';
 import { Journal, listSegments, segmentSequence } from '../src/audit/journal.ts';
 import type { JournalOptions } from '../src/audit/journal.ts';
+import { recordLine } from '../src/audit/journal-line.ts';
 import { enforceRetention, segmentPath } from '../src/audit/journal-segments.ts';
 import type { AuditRecord } from '../src/audit/record.ts';
 
@@ -434,6 +435,61 @@ describe('audit journal lines', () => {
     await journal.close();
     assert.deepEqual(await readRecords(dir), records);
     assert.equal(journal.stats.escaped, 0);
+  });
+
+  test('a line is exactly what EJSON.stringify writes, whatever the record holds', () => {
+    class Point {
+      constructor(readonly x = 1) {}
+    }
+    const nullProto: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+    nullProto.a = 1;
+    // eslint-disable-next-line no-sparse-arrays
+    const sparse = [1, , 3];
+    const bodies: unknown[] = [
+      { nested: { deep: { deeper: [1, 2.5, -3e-7, 1e21, 5e-324, -0, 2 ** 53 + 2, null, true, 'é'] } } },
+      'raw SSE text\ndata: {"a":1}\n\n',
+      { unicode: 'Grüße 🎉 \ud800 \u0001 \u2028 "quoted" back\\slash', '2': 'b', '1': 'a', z: 0 },
+      JSON.parse('{"__proto__":{"a":1},"b":2}'),
+      nullProto,
+      { toJSON: 'a string, not a method' },
+      { schema: { $schema: 'https://json-schema.org/draft/2020-12/schema', $defs: {} } },
+      { missing: undefined, list: [undefined] },
+      sparse,
+      [Number.NaN, Number.POSITIVE_INFINITY],
+      { when: new Date(Date.UTC(2024, 1, 2)) },
+      { big: 12n },
+      new Point(),
+      { bytes: Buffer.from('hi') },
+      null,
+    ];
+    const records = bodies.map((body, n) => realisticRecord(n)).map((rec, n) => ({ ...rec, request: { ...rec.request, body: bodies[n] } }));
+    records[1]!.startedAt = new Date(Date.UTC(2025, 5, 1, 12, 0, 0, 0));
+    records[2]!.endedAt = new Date(-86_400_000);
+    records[3]!.endedAt = new Date(Date.UTC(10_000, 0, 1));
+    records[4]!.endedAt = new Date(Number.NaN);
+    records[5]!.websocket = { messagesIn: 1, messagesOut: 2, bytesIn: 3, bytesOut: 4, closeCode: null, closeReason: null, closedBy: null };
+    records[6]!.openai = { ...records[6]!.openai!, streamUsageInjected: true };
+    for (const [n, rec] of records.entries()) {
+      let expected: string;
+      try {
+        expected = EJSON.stringify(rec, { relaxed: true });
+      } catch {
+        assert.throws(() => recordLine(rec), `record ${n}`);
+        continue;
+      }
+      assert.equal(recordLine(rec).line, expected, `record ${n}`);
+    }
+  });
+
+  test('dates are written exactly as EJSON.stringify writes them, across minutes, years and bounds', () => {
+    const edges = [0, 1, 999, 1000, 59_999, 60_000, Date.UTC(2024, 1, 29, 23, 59, 59, 999), 253_402_300_799_999, 253_402_300_800_000, -1, -86_400_000];
+    const random = Array.from({ length: 2000 }, (_, n) => Math.floor(((n * 7919) % 2000) / 2000 * 253_402_300_800_000) + (n % 1000));
+    const rec = realisticRecord(1);
+    for (const ms of [...edges, ...random, ...edges]) {
+      rec.startedAt = new Date(ms);
+      rec.endedAt = new Date(ms + 250);
+      assert.equal(recordLine(rec).line, EJSON.stringify(rec, { relaxed: true }), `date ${ms}`);
+    }
   });
 
   test('user keys Extended JSON would misread are escaped so every line still reads back', async () => {

@@ -3,7 +3,6 @@
  * Runs after the response has ended: nothing here is on the response path.
  */
 import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { describeError } from '../proxy/errors.ts';
 import type { Exchange } from '../proxy/observer.ts';
 import { splitTarget } from '../proxy/routes.ts';
@@ -97,10 +96,6 @@ function openaiInfo(ctx: RecordContext, request: CapturedBody, response: Capture
   };
 }
 
-function clientAddress(req: IncomingMessage): string | null {
-  return req.socket.remoteAddress ?? null;
-}
-
 export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
   const { exchange, capture, redactor } = ctx;
   const req = exchange.req;
@@ -118,7 +113,7 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     durationMs,
     upstreamTtfbMs: ttfbMs(exchange, capture, stream),
     institution: ctx.institution,
-    client: { address: clientAddress(req), userAgent: req.headers['user-agent'] ?? null },
+    client: { address: capture.clientAddress, userAgent: req.headers['user-agent'] ?? null },
     apiKey: ctx.apiKey,
     upstream: exchange.origin ?? '',
     request: { method: exchange.method, path, query: redactQuery(query), headers: redactor.redactRaw(req.rawHeaders), ...request },

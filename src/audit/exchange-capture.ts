@@ -3,6 +3,7 @@
  * for WebSocket sessions, message counts and Realtime usage. Per-chunk work is a hash update,
  * a capped copy and, for SSE only, the incremental parser.
  */
+import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Usage } from './record.ts';
 import { BodyCapture } from '../capture/body-capture.ts';
@@ -28,6 +29,8 @@ export interface WebSocketCounts {
 }
 
 export class ExchangeCapture {
+  /** Read at the start: a request abandoned mid-body is detached from its socket. */
+  readonly clientAddress: string | null;
   readonly request: BodyCapture;
   response: BodyCapture | null = null;
   responseHeaders: ResponseHeaders | null = null;
@@ -38,8 +41,10 @@ export class ExchangeCapture {
   readonly #maxBytes: number;
   #sse: SseParser | null = null;
 
-  constructor(requestHeaders: Record<string, string | string[] | undefined>, maxBytes: number) {
+  constructor(req: IncomingMessage, maxBytes: number) {
+    const requestHeaders = req.headers;
     this.#maxBytes = maxBytes;
+    this.clientAddress = req.socket.remoteAddress ?? null;
     this.request = new BodyCapture({
       contentType: single(requestHeaders['content-type']),
       contentEncoding: single(requestHeaders['content-encoding']),

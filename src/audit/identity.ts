@@ -3,7 +3,7 @@
  * and a hint, secret headers are redacted, and the institution is resolved from a header or
  * from the key's fingerprint.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from './record.ts';
 
@@ -30,7 +30,7 @@ export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
 }
 
 export function fingerprint(key: string): string {
-  return `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+  return `sha256:${hash('sha256', key, 'hex').slice(0, 16)}`;
 }
 
 export function identify(key: string | null): ApiKeyIdentity | null {
@@ -60,16 +60,25 @@ export class HeaderRedactor {
     return out;
   }
 
-  /** From node's rawHeaders, so repeated request headers are all kept, in order. */
+  /**
+   * From node's rawHeaders, so repeated request headers are all kept, in order. The same as
+   * `redact` of the grouped headers, in one pass.
+   */
   redactRaw(rawHeaders: readonly string[]): HeaderMap {
-    const grouped: Record<string, string | string[]> = {};
+    const out: HeaderMap = {};
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = (rawHeaders[i] as string).toLowerCase();
+      if (this.#redacted.has(name)) {
+        out[name] = REDACTED;
+        continue;
+      }
       const value = rawHeaders[i + 1] as string;
-      const prior = grouped[name];
-      grouped[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+      const prior = out[name];
+      out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
     }
-    return this.redact(grouped);
+    const protocol = out['sec-websocket-protocol'];
+    if (protocol !== undefined) out['sec-websocket-protocol'] = redactSubprotocol(protocol);
+    return out;
   }
 }
 

@@ -3,6 +3,7 @@
  * record and hands it to the sinks (journal, metrics, tracing). A sink that fails is counted
  * and logged; the others still get the record.
  */
+import type { ResponseHeaders } from '../proxy/headers.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { buildRecord } from './build-record.ts';
 import { ExchangeCapture } from './exchange-capture.ts';
@@ -29,17 +30,12 @@ export class Recorder implements ExchangeObserver {
   }
 
   start(exchange: Exchange): ExchangeTap {
-    const capture = new ExchangeCapture(exchange.req.headers, this.#options.maxBodyBytes);
-    return {
-      requestChunk: (chunk) => capture.request.push(chunk),
-      responseHead: (_status, headers) => capture.responseHead(headers),
-      responseChunk: (chunk) => capture.responseChunk(chunk),
-      message: (direction, data) => capture.message(direction, data),
-      end: () => {
-        capture.responseEnd();
-        this.#emit(exchange, capture).catch((err: unknown) => this.#options.onFailure(err, 'record'));
-      },
-    };
+    const capture = new ExchangeCapture(exchange.req, this.#options.maxBodyBytes);
+    return new RecordingTap(capture, () => this.#record(exchange, capture));
+  }
+
+  #record(exchange: Exchange, capture: ExchangeCapture): void {
+    this.#emit(exchange, capture).catch((err: unknown) => this.#options.onFailure(err, 'record'));
   }
 
   async #emit(exchange: Exchange, capture: ExchangeCapture): Promise<void> {
@@ -61,5 +57,41 @@ export class Recorder implements ExchangeObserver {
         options.onFailure(err, 'sink');
       }
     }
+  }
+}
+
+/**
+ * Feeds one exchange's capture, then has the record built when the exchange ends. Methods, not
+ * an object of arrow functions: under tsx each named arrow function costs an
+ * Object.defineProperty to create, and this is created for every exchange.
+ */
+class RecordingTap implements ExchangeTap {
+  readonly #capture: ExchangeCapture;
+  readonly #ended: () => void;
+
+  constructor(capture: ExchangeCapture, ended: () => void) {
+    this.#capture = capture;
+    this.#ended = ended;
+  }
+
+  requestChunk(chunk: Buffer): void {
+    this.#capture.request.push(chunk);
+  }
+
+  responseHead(_status: number, headers: ResponseHeaders): void {
+    this.#capture.responseHead(headers);
+  }
+
+  responseChunk(chunk: Buffer): void {
+    this.#capture.responseChunk(chunk);
+  }
+
+  message(direction: 'client' | 'upstream', data: Buffer): void {
+    this.#capture.message(direction, data);
+  }
+
+  end(): void {
+    this.#capture.responseEnd();
+    this.#ended();
   }
 }

@@ -21,12 +21,29 @@ const STORED: ReadonlyMap<string, ReadonlySet<string>> = new Map([
 // An unknown resource name is used as-is only if it cannot be an id (ids carry digits or dashes).
 const PLAIN_WORD = /^[a-z][a-z_]{0,39}$/;
 
+// Requests go to a few paths again and again, so each path is parsed once. The memo is bounded
+// (paths carrying ids are not): it starts afresh when full, and long paths are not kept.
+const MEMO_ENTRIES = 1024;
+const MEMO_PATH_CHARS = 256;
+const memo = new Map<string, string | null>();
+
 /**
  * `/v1/chat/completions` → `chat.completions`, `/v1/files/file-abc/content` → `files`,
  * `/v1/responses/resp_1/input_items` → `responses.input_items`; the `/v1` prefix is optional
  * and the query ignored. Null for `/`, `/v1` and first segments that look like ids.
  */
 export function operationFromPath(path: string): string | null {
+  const known = memo.get(path);
+  if (known !== undefined) return known;
+  const operation = parseOperation(path);
+  if (path.length <= MEMO_PATH_CHARS) {
+    if (memo.size >= MEMO_ENTRIES) memo.clear();
+    memo.set(path, operation);
+  }
+  return operation;
+}
+
+function parseOperation(path: string): string | null {
   const segments = pathSegments(path);
   const head = segments[0];
   if (head === undefined || !PLAIN_WORD.test(head)) return null;

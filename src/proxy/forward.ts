@@ -3,16 +3,16 @@
  * Bodies are never held whole; taps see each chunk as it passes. The exchange ends exactly
  * once, when the client's response closes, and its outcome is decided by what happened first.
  */
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { pipeline } from 'node:stream';
-import type { Readable } from 'node:stream';
-import { Transform } from 'node:stream';
+import { finished, pipeline, Readable } from 'node:stream';
+import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
-import { originFormTarget, type Router } from './routes.ts';
+import { originFormTarget, type Router, type UpstreamTarget } from './routes.ts';
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher;
@@ -53,13 +53,64 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function tapStream(taps: Taps): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
+/**
+ * Cancels the upstream request of an exchange. undici takes an EventEmitter as a signal; an
+ * AbortController would cost every exchange an EventTarget, for the few ever cancelled.
+ */
+class UpstreamCancel extends EventEmitter {
+  aborted = false;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
+/**
+ * Ends the request stream as stream.pipeline does: the socket is detached first, so that it
+ * stays open for the error response instead of being destroyed with the request.
+ */
+function abandonRequest(req: IncomingMessage, err: Error): void {
+  if (req.destroyed) return;
+  const detachable: { socket: unknown } = req;
+  detachable.socket = null;
+  req.destroy(err);
+}
+
+/**
+ * The request body as undici reads it, each chunk shown to the taps as it arrives. The request
+ * is read eagerly (up to the high-water mark) whoever consumes it, as pipe() would, so that a
+ * body upstream never took is still captured. A plain Readable fed by the request: a Transform
+ * joined by stream.pipeline costs several times as much (two stream states, pipe and
+ * end-of-stream plumbing, and pipeline's AbortController, created and aborted on every call).
+ */
+class TappedRequestBody extends Readable {
+  readonly #req: IncomingMessage;
+
+  constructor(req: IncomingMessage, taps: Taps) {
+    super();
+    this.#req = req;
+    req.on('data', (chunk: Buffer) => {
       taps.requestChunk(chunk);
-      callback(null, chunk);
-    },
-  });
+      if (!this.push(chunk)) req.pause();
+    });
+    req.once('end', () => this.push(null));
+    // A request cut short fails the body undici is sending.
+    finished(req, (err) => {
+      if (err !== undefined && err !== null) this.destroy(err);
+    });
+  }
+
+  override _read(): void {
+    this.#req.resume();
+  }
+
+  // A body undici gave up on before its end abandons the request, as stream.pipeline would.
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.#req.readableEnded) abandonRequest(this.#req, err ?? new Error('the request body was abandoned'));
+    callback(err);
+  }
 }
 
 /** Sends an OpenAI-shaped error, or cuts the connection if the response has already started. */
@@ -75,90 +126,123 @@ export function respondWithError(res: ServerResponse, err: ProxyError): void {
 }
 
 export function createForwarder(options: ForwarderOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { dispatcher, router, observers, dropHeaders } = options;
-
   return function forward(req, res) {
-    const exchange = newExchange(req, 'http');
-    const taps = observers.start(exchange);
-    const abort = new AbortController();
-    res.setHeader('x-proxy-request-id', exchange.id);
-    res.once('close', () => {
-      exchange.endHr = performance.now();
-      if (exchange.error === null && !res.writableFinished) {
-        exchange.error = new ClientAbortedError('client closed the connection before the response was complete');
-      }
-      // Only an unfinished exchange has an upstream request left to cancel.
-      if (!res.writableFinished) abort.abort();
-      taps.end();
-    });
-    const fail = (err: ProxyError): void => {
-      exchange.error ??= err;
-      respondWithError(res, err);
-    };
+    new ForwardedExchange(options, req, res).start();
+  };
+}
 
+/**
+ * One exchange in flight. A class rather than closures over the request: the proxy runs under
+ * tsx, whose esbuild keeps function names with an Object.defineProperty on every named arrow
+ * function it creates, which makes each such closure some thirty times dearer to create.
+ */
+class ForwardedExchange {
+  readonly #options: ForwarderOptions;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #exchange: Exchange;
+  readonly #taps: Taps;
+  readonly #cancel = new UpstreamCancel();
+  #origin = '';
+
+  constructor(options: ForwarderOptions, req: IncomingMessage, res: ServerResponse) {
+    this.#options = options;
+    this.#req = req;
+    this.#res = res;
+    this.#exchange = newExchange(req, 'http');
+    this.#taps = options.observers.start(this.#exchange);
+    res.setHeader('x-proxy-request-id', this.#exchange.id);
+    res.once('close', () => this.#onClose());
+  }
+
+  start(): void {
+    const options = this.#options;
+    const req = this.#req;
     const refused = options.admission();
-    if (refused !== null) return fail(refused);
+    if (refused !== null) return this.#fail(refused);
     let target: string;
     try {
       target = originFormTarget(req.url);
     } catch (err) {
-      return fail(err as ProxyError);
+      return this.#fail(err as ProxyError);
     }
-    const upstream = router.resolve(target);
-    exchange.origin = upstream.origin;
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, dropHeaders);
+    const upstream = options.router.resolve(target);
+    this.#origin = upstream.origin;
+    this.#exchange.origin = upstream.origin;
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders);
     if (options.forwardedHeaders) {
       headers.push(...forwardedHeaders(req.headers, req.socket.remoteAddress, 'encrypted' in req.socket));
     }
-    taps.upstreamRequest(headers);
+    this.#taps.upstreamRequest(headers);
 
-    const plan = options.bodyRewriter?.plan(exchange) ?? null;
+    const plan = options.bodyRewriter?.plan(this.#exchange) ?? null;
     let body: Readable | Buffer | null = hasBody(req) ? req : null;
-    if (body !== null && taps.wantsRequestBody) body = pipeline(req, tapStream(taps), () => undefined);
+    if (body !== null && this.#taps.wantsRequestBody) body = new TappedRequestBody(req, this.#taps);
 
-    const send = (payload: Readable | Buffer | null): void => {
-      exchange.upstreamStartHr = performance.now();
-      dispatcher.request(
-        { origin: upstream.origin, path: upstream.path, method: exchange.method, headers, body: payload, signal: abort.signal },
-        (err, data) => {
-          if (err !== null) return fail(upstreamError(err, upstream.origin, false));
-          respond(data);
-        },
-      );
-    };
-
-    const respond = (data: Dispatcher.ResponseData): void => {
-      const { statusCode, body: upstreamBody } = data;
-      exchange.status = statusCode;
-      exchange.responseHeadHr = performance.now();
-      const responseHeaders = clientResponseHeaders(data.headers);
-      const transform = plan?.responseTransform(statusCode, responseHeaders) ?? null;
-      taps.responseHead(statusCode, responseHeaders);
-      responseHeaders['server-timing'] = serverTiming(exchange, performance.now(), responseHeaders['server-timing']);
-      res.writeHead(statusCode, responseHeaders);
-      // pipeline calls back with undefined, not null, on success.
-      const onDone = (err: Error | null | undefined): void => {
-        if (err === null || err === undefined) return;
-        if (res.destroyed) exchange.error ??= upstreamError(err, upstream.origin, true);
-        else fail(upstreamError(err, upstream.origin, true));
-      };
-      upstreamBody.once('error', (err) => {
-        exchange.error ??= upstreamError(err, upstream.origin, true);
-      });
-      if (transform === null) pipeline(upstreamBody, res, onDone);
-      else pipeline(upstreamBody, transform, res, onDone);
-      if (taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => taps.responseChunk(chunk));
-    };
-
-    if (plan === null || body === null || Buffer.isBuffer(body)) return send(body);
+    if (plan === null || body === null || Buffer.isBuffer(body)) return this.#send(upstream, headers, body, plan);
     plan.rewriteRequest(body).then(
       (rewritten) => {
         if (Buffer.isBuffer(rewritten)) setHeader(headers, 'content-length', String(rewritten.length));
-        send(rewritten);
+        this.#send(upstream, headers, rewritten, plan);
       },
-      (err: unknown) => fail(upstreamError(err, upstream.origin, false)),
+      (err: unknown) => this.#fail(upstreamError(err, upstream.origin, false)),
     );
-  };
+  }
+
+  #send(upstream: UpstreamTarget, headers: string[], body: Readable | Buffer | null, plan: BodyRewritePlan | null): void {
+    const exchange = this.#exchange;
+    exchange.upstreamStartHr = performance.now();
+    this.#options.dispatcher.request(
+      { origin: upstream.origin, path: upstream.path, method: exchange.method, headers, body, signal: this.#cancel },
+      (err, data) => {
+        if (err !== null) return this.#fail(upstreamError(err, upstream.origin, false));
+        this.#respond(data, plan);
+      },
+    );
+  }
+
+  #respond(data: Dispatcher.ResponseData, plan: BodyRewritePlan | null): void {
+    const { statusCode, body: upstreamBody } = data;
+    const exchange = this.#exchange;
+    const res = this.#res;
+    exchange.status = statusCode;
+    exchange.responseHeadHr = performance.now();
+    const responseHeaders = clientResponseHeaders(data.headers);
+    const transform = plan?.responseTransform(statusCode, responseHeaders) ?? null;
+    this.#taps.responseHead(statusCode, responseHeaders);
+    responseHeaders['server-timing'] = serverTiming(exchange, performance.now(), responseHeaders['server-timing']);
+    res.writeHead(statusCode, responseHeaders);
+    // An upstream body that breaks cuts the client's response too (respondWithError destroys a
+    // started one); a client that goes away cancels upstream (#onClose).
+    upstreamBody.once('error', (err: Error) => this.#failMidResponse(err));
+    // pipe() rather than stream.pipeline, whose AbortController costs ~20 µs an exchange.
+    if (transform === null) upstreamBody.pipe(res);
+    else pipeline(upstreamBody, transform, res, (err) => {
+      if (err) this.#failMidResponse(err);
+    });
+    if (this.#taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => this.#taps.responseChunk(chunk));
+  }
+
+  #failMidResponse(err: Error): void {
+    this.#fail(upstreamError(err, this.#origin, true));
+  }
+
+  #fail(err: ProxyError): void {
+    this.#exchange.error ??= err;
+    respondWithError(this.#res, err);
+  }
+
+  #onClose(): void {
+    const exchange = this.#exchange;
+    const res = this.#res;
+    exchange.endHr = performance.now();
+    if (exchange.error === null && !res.writableFinished) {
+      exchange.error = new ClientAbortedError('client closed the connection before the response was complete');
+    }
+    // Only an unfinished exchange has an upstream request left to cancel.
+    if (!res.writableFinished) this.#cancel.abort();
+    this.#taps.end();
+  }
 }
 
 function setHeader(flat: string[], name: string, value: string): void {

@@ -91,8 +91,16 @@ export class Taps {
     for (const tap of this.#taps) this.#run('upstreamRequest', () => tap.upstreamRequest?.(headers));
   }
 
+  // The per-chunk and per-message stages call their taps directly, without #run's closure:
+  // they run for every chunk of every body.
   requestChunk(chunk: Buffer): void {
-    for (const tap of this.#taps) this.#run('requestChunk', () => tap.requestChunk?.(chunk));
+    for (const tap of this.#taps) {
+      try {
+        tap.requestChunk?.(chunk);
+      } catch (err) {
+        this.#onFailure(err, 'requestChunk');
+      }
+    }
   }
 
   responseHead(status: number, headers: ResponseHeaders): void {
@@ -100,11 +108,23 @@ export class Taps {
   }
 
   responseChunk(chunk: Buffer): void {
-    for (const tap of this.#taps) this.#run('responseChunk', () => tap.responseChunk?.(chunk));
+    for (const tap of this.#taps) {
+      try {
+        tap.responseChunk?.(chunk);
+      } catch (err) {
+        this.#onFailure(err, 'responseChunk');
+      }
+    }
   }
 
   message(direction: 'client' | 'upstream', data: Buffer, isBinary: boolean): void {
-    for (const tap of this.#taps) this.#run('message', () => tap.message?.(direction, data, isBinary));
+    for (const tap of this.#taps) {
+      try {
+        tap.message?.(direction, data, isBinary);
+      } catch (err) {
+        this.#onFailure(err, 'message');
+      }
+    }
   }
 
   end(): void {
