@@ -1,6 +1,8 @@
 /** Streaming: SSE events leave as they arrive; large bodies flow both ways with flat memory. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
@@ -107,5 +109,26 @@ test('UPSTREAM_MAX_CONNECTIONS caps connections per upstream: extra streams wait
     assert.ok(Math.abs((ends[0] ?? 0) - (ends[1] ?? 0)) >= 250, 'the streams ran one after the other');
   } finally {
     await capped.close();
+  }
+});
+
+test("an event stream's head reaches the client at once, before a slow first event", async () => {
+  const slow = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+    const timer = setTimeout(() => res.end('data: {"late":true}\n\ndata: [DONE]\n\n'), 800);
+    res.once('close', () => clearTimeout(timer));
+  });
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  const p = await startTestProxy({ UPSTREAM_URL: `http://127.0.0.1:${(slow.address() as AddressInfo).port}` });
+  try {
+    const started = performance.now();
+    const res = await request(`${p.url}/v1/chat/completions`, { method: 'POST', body: '{"stream":true}' });
+    const headAfter = performance.now() - started;
+    assert.ok(headAfter < 500, `head after ${headAfter.toFixed(0)} ms`);
+    assert.match(await res.body.text(), /\[DONE\]/);
+  } finally {
+    await p.close();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
   }
 });

@@ -11,6 +11,8 @@ export const REDACTED = '[redacted]';
 const ALWAYS_REDACTED = ['authorization', 'api-key', 'openai-api-key', 'cookie', 'set-cookie', 'proxy-authorization'];
 // Browsers cannot set headers on a WebSocket, so the Realtime API takes the key as a subprotocol.
 const SUBPROTOCOL_KEY = /openai-insecure-api-key\.([^,\s]+)/;
+// Redaction must catch every key offered, not just the first.
+const SUBPROTOCOL_KEYS = new RegExp(SUBPROTOCOL_KEY.source, 'g');
 
 export interface ApiKeyIdentity {
   fingerprint: string;
@@ -83,7 +85,7 @@ export class HeaderRedactor {
 }
 
 function redactSubprotocol(value: string | string[]): string | string[] {
-  const scrub = (v: string): string => v.replace(SUBPROTOCOL_KEY, `openai-insecure-api-key.${REDACTED}`);
+  const scrub = (v: string): string => v.replace(SUBPROTOCOL_KEYS, `openai-insecure-api-key.${REDACTED}`);
   return Array.isArray(value) ? value.map(scrub) : scrub(value);
 }
 

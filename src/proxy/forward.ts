@@ -212,14 +212,16 @@ class ForwardedExchange {
     this.#taps.responseHead(statusCode, responseHeaders);
     responseHeaders['server-timing'] = serverTiming(exchange, performance.now(), responseHeaders['server-timing']);
     res.writeHead(statusCode, responseHeaders);
+    // An event stream's head goes out now: a reasoning model may think long before its first event.
+    if (String(responseHeaders['content-type'] ?? '').startsWith('text/event-stream')) res.flushHeaders();
     // An upstream body that breaks cuts the client's response too (respondWithError destroys a
-    // started one); a client that goes away cancels upstream (#onClose).
+    // started one), classified before the pipeline reports the client side closing.
     upstreamBody.once('error', (err: Error) => this.#failMidResponse(err));
-    // pipe() rather than stream.pipeline, whose AbortController costs ~20 µs an exchange.
-    if (transform === null) upstreamBody.pipe(res);
-    else pipeline(upstreamBody, transform, res, (err) => {
+    const done = (err: Error | null | undefined): void => {
       if (err) this.#failMidResponse(err);
-    });
+    };
+    if (transform === null) pipeline(upstreamBody, res, done);
+    else pipeline(upstreamBody, transform, res, done);
     if (this.#taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => this.#taps.responseChunk(chunk));
   }
 
