@@ -13,13 +13,13 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { WebSocket } from 'ws';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/config.ts';
 import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { post, realtimeSession } from './support/traffic.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -394,30 +394,7 @@ function family(name: string, exposition: Exposition): string | undefined {
 
 // ---------------------------------------------------------------- traffic
 
-async function post(proxy: TestProxy, path: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
-  const res = await request(`${proxy.url}${path}`, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-deploy-test', ...headers },
-  });
-  await res.body.dump();
-  return res.statusCode;
-}
 
-async function realtimeSession(proxy: TestProxy): Promise<void> {
-  const ws = new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, { headers: { authorization: 'Bearer sk-deploy-test' } });
-  const done = new Promise<void>((resolve, reject) => {
-    ws.on('message', (data: Buffer) => {
-      if (data.toString('utf8').includes('"response.done"')) resolve();
-    });
-    ws.on('error', reject);
-  });
-  await once(ws, 'open');
-  ws.send(JSON.stringify({ type: 'response.create' }));
-  await done;
-  ws.close(1000);
-  await once(ws, 'close');
-}
 
 /** One of every kind of exchange the dashboard charts; resolves once all are recorded. */
 async function driveTraffic(proxy: TestProxy): Promise<void> {
@@ -429,7 +406,7 @@ async function driveTraffic(proxy: TestProxy): Promise<void> {
     post(proxy, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'a' }),
     post(proxy, '/v1/chat/completions', chat, { 'x-test-status': '429' }),
     post(proxy, '/v1/chat/completions', chat, { 'x-test-reset': 'before-headers' }),
-    realtimeSession(proxy).then(() => 101),
+    realtimeSession(proxy),
   ]);
   assert.deepEqual(statuses, [200, 200, 200, 429, 502, 101]);
   await until(() => (proxy.runtime.journal?.stats.appended ?? 0) >= before + statuses.length, 10_000, 'audit records of the traffic');

@@ -17,11 +17,11 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { WebSocket } from 'ws';
 import { parse } from 'yaml';
 import { freePort, until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { post, realtimeSession } from './support/traffic.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DASHBOARD = join(ROOT, 'grafana', 'dashboards', 'openai-proxy.json');
@@ -149,31 +149,7 @@ async function query(promql: string): Promise<ApiResponse<{ resultType: string; 
 
 // ---------------------------------------------------------------- traffic
 
-async function post(proxy: TestProxy, path: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
-  const res = await request(`${proxy.url}${path}`, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-prometheus-test', ...headers },
-  });
-  await res.body.dump();
-  return res.statusCode;
-}
 
-async function realtimeSession(proxy: TestProxy): Promise<number> {
-  const ws = new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, { headers: { authorization: 'Bearer sk-prometheus-test' } });
-  const done = new Promise<void>((resolve, reject) => {
-    ws.on('message', (data: Buffer) => {
-      if (data.toString('utf8').includes('"response.done"')) resolve();
-    });
-    ws.on('error', reject);
-  });
-  await once(ws, 'open');
-  ws.send(JSON.stringify({ type: 'response.create' }));
-  await done;
-  ws.close(1000);
-  await once(ws, 'close');
-  return 101;
-}
 
 /** One round of every kind of exchange the dashboard charts; returns how many exchanges it made. */
 async function round(proxy: TestProxy): Promise<number> {
