@@ -1,6 +1,6 @@
 /** Graceful shutdown of the real process: SIGTERM drains in-flight streams, /readyz turns 503, then exit 0. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { request } from 'undici';
@@ -19,13 +19,19 @@ async function waitReady(adminUrl: string): Promise<void> {
   throw new Error('proxy never became ready');
 }
 
-test('SIGTERM lets an in-flight stream finish, refuses readiness while draining, then exits 0', async () => {
-  const upstream = await startUpstream();
+/** The real proxy process, audit off, with the given drain grace. */
+async function startProcess(upstreamUrl: string, graceMs: number): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: '10000' },
+    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstreamUrl, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: String(graceMs) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  return { child, port, adminPort };
+}
+
+test('SIGTERM lets an in-flight stream finish, refuses readiness while draining, then exits 0', async () => {
+  const upstream = await startUpstream();
+  const { child, port, adminPort } = await startProcess(upstream.url, 10_000);
   const exited = once(child, 'exit');
   try {
     await waitReady(`http://127.0.0.1:${adminPort}`);
@@ -56,11 +62,7 @@ test('SIGTERM lets an in-flight stream finish, refuses readiness while draining,
 
 test('streams still running when the grace period ends are cut', async () => {
   const upstream = await startUpstream();
-  const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: '300' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const { child, port, adminPort } = await startProcess(upstream.url, 300);
   const exited = once(child, 'exit');
   try {
     await waitReady(`http://127.0.0.1:${adminPort}`);
