@@ -481,6 +481,26 @@ describe('audit journal lines', () => {
     }
   });
 
+  test('lines of every size come back whole: many small ones, multi-byte text, larger than an encoding slab', async () => {
+    const dir = await tempDir();
+    const bodies: unknown[] = [
+      ...Array.from({ length: 300 }, (_, n) => ({ n, text: 'ok '.repeat(n) })),
+      { text: 'é🎉'.repeat(40_000) },
+      { text: 'x'.repeat(300_000) },
+      { text: '日本語'.repeat(50_000) },
+      ...Array.from({ length: 50 }, (_, n) => ({ n })),
+    ];
+    const records = bodies.map((body, n) => record(n, body));
+    const journal = await openJournal({ dir, segmentBytes: 64 * 1024 * 1024 });
+    for (const rec of records) journal.append(rec);
+    await journal.close();
+    assert.deepEqual(await readRecords(dir), records);
+    const [segment] = await listSegments(dir);
+    assert.equal((await stat(segment!)).size, journal.stats.appendedBytes);
+    const expectedBytes = records.reduce((sum, rec) => sum + Buffer.byteLength(EJSON.stringify(rec, { relaxed: true })) + 1, 0);
+    assert.equal(journal.stats.appendedBytes, expectedBytes);
+  });
+
   test('dates are written exactly as EJSON.stringify writes them, across minutes, years and bounds', () => {
     const edges = [0, 1, 999, 1000, 59_999, 60_000, Date.UTC(2024, 1, 29, 23, 59, 59, 999), 253_402_300_799_999, 253_402_300_800_000, -1, -86_400_000];
     const random = Array.from({ length: 2000 }, (_, n) => Math.floor(((n * 7919) % 2000) / 2000 * 253_402_300_800_000) + (n % 1000));

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { finished, pipeline, Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
@@ -96,9 +96,11 @@ class TappedRequestBody extends Readable {
       if (!this.push(chunk)) req.pause();
     });
     req.once('end', () => this.push(null));
-    // A request cut short fails the body undici is sending.
-    finished(req, (err) => {
-      if (err !== undefined && err !== null) this.destroy(err);
+    // A request cut short fails the body undici is sending. (Two listeners where stream.finished
+    // would add six and a dozen closures: a request that fails always emits 'close' too.)
+    req.once('error', (err: Error) => this.destroy(err));
+    req.once('close', () => {
+      if (!req.readableEnded) this.destroy(req.errored ?? new Error('the request closed before its end'));
     });
   }
 
@@ -217,16 +219,14 @@ class ForwardedExchange {
     // An upstream body that breaks cuts the client's response too (respondWithError destroys a
     // started one), classified before the pipeline reports the client side closing.
     upstreamBody.once('error', (err: Error) => this.#failMidResponse(err));
-    const done = (err: Error | null | undefined): void => {
-      if (err) this.#failMidResponse(err);
-    };
-    if (transform === null) pipeline(upstreamBody, res, done);
-    else pipeline(upstreamBody, transform, res, done);
+    if (transform === null) pipeline(upstreamBody, res, (err) => this.#failMidResponse(err));
+    else pipeline(upstreamBody, transform, res, (err) => this.#failMidResponse(err));
     if (this.#taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => this.#taps.responseChunk(chunk));
   }
 
-  #failMidResponse(err: Error): void {
-    this.#fail(upstreamError(err, this.#origin, true));
+  /** Also the pipeline's callback, which calls back with null (or undefined) on success. */
+  #failMidResponse(err: Error | null | undefined): void {
+    if (err !== null && err !== undefined) this.#fail(upstreamError(err, this.#origin, true));
   }
 
   #fail(err: ProxyError): void {
