@@ -72,19 +72,19 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
   const observers: ExchangeObserver[] = [];
   if (tracing !== null) observers.push(tracing.observer);
   if (metrics !== null) observers.push(metrics.observer);
-  if (sinks.length > 0) {
-    observers.push(
-      new Recorder({
-        maxBodyBytes: config.audit.maxBodyBytes,
-        redactor: new HeaderRedactor(config.audit.redactHeaders),
-        institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
-        traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
-        usageInjected: (exchange) => injector?.injected(exchange) ?? false,
-        sinks,
-        onFailure,
-      }),
-    );
-  }
+  const recorder =
+    sinks.length === 0
+      ? null
+      : new Recorder({
+          maxBodyBytes: config.audit.maxBodyBytes,
+          redactor: new HeaderRedactor(config.audit.redactHeaders),
+          institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
+          traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
+          usageInjected: (exchange) => injector?.injected(exchange) ?? false,
+          sinks,
+          onFailure,
+        });
+  if (recorder !== null) observers.push(recorder);
   const admission = [];
   if (config.audit.required && journal !== null) {
     admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
@@ -104,6 +104,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
+      await recorder?.flush();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));
       await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));

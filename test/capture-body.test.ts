@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { JSON_TEXT } from '../src/audit/record.ts';
 import { BodyCapture, type BodyCaptureOptions } from '../src/capture/body-capture.ts';
 
 function sha256(data: Buffer): string {
@@ -29,7 +30,7 @@ async function captured(data: Buffer, options: Partial<BodyCaptureOptions>, chun
 const REQUEST = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Grüße 🌍' }] };
 const JSON_BYTES = Buffer.from(JSON.stringify(REQUEST));
 
-test('JSON is stored parsed, with bytes and sha256 of the body', async () => {
+test('JSON is stored parsed, with bytes and sha256 of the body, and the text it was parsed from', async () => {
   const result = await captured(JSON_BYTES, { contentType: 'application/json; charset=utf-8' }, 7);
   assert.deepEqual(result, {
     contentType: 'application/json; charset=utf-8',
@@ -38,7 +39,12 @@ test('JSON is stored parsed, with bytes and sha256 of the body', async () => {
     bodyEncoding: 'json',
     truncated: false,
     sha256: sha256(JSON_BYTES),
+    [JSON_TEXT]: JSON_BYTES,
   });
+  const gzipped = await captured(gzipSync(JSON_BYTES), { contentType: 'application/json', contentEncoding: 'gzip' });
+  assert.deepEqual(gzipped[JSON_TEXT], JSON_BYTES, 'the decoded text, not the bytes on the wire');
+  const text = await captured(Buffer.from('not json'), { contentType: 'application/json' });
+  assert.equal(text[JSON_TEXT], undefined);
 });
 
 test('+json types are JSON; malformed JSON is stored as text', async () => {

@@ -15,9 +15,14 @@ import { Journal, listSegments, segmentSequence } from '../src/audit/journal.ts'
 import type { JournalOptions } from '../src/audit/journal.ts';
 import { recordLine } from '../src/audit/journal-line.ts';
 import { enforceRetention, segmentPath } from '../src/audit/journal-segments.ts';
-import type { AuditRecord } from '../src/audit/record.ts';
+import { JSON_TEXT, type AuditRecord } from '../src/audit/record.ts';
 
 const tempDirs: string[] = [];
+
+/** A record's journal line, embedded JSON bodies included, as text. */
+function lineOf(rec: AuditRecord): string {
+  return recordLine(rec).pieces.map((piece) => piece.toString()).join('');
+}
 after(async () => {
   await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
 });
@@ -477,7 +482,7 @@ describe('audit journal lines', () => {
         assert.throws(() => recordLine(rec), `record ${n}`);
         continue;
       }
-      assert.equal(recordLine(rec).line, expected, `record ${n}`);
+      assert.equal(lineOf(rec), expected, `record ${n}`);
     }
   });
 
@@ -501,6 +506,49 @@ describe('audit journal lines', () => {
     assert.equal(journal.stats.appendedBytes, expectedBytes);
   });
 
+  test('a JSON body goes into the line as the bytes it was parsed from, and reads back as its parsed value', async () => {
+    const texts = [
+      '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Grüße 🎉 \\u00e9"}],"temperature":1.0,"n":1e2}',
+      '  {"a" : [1, 2.50, -0, 12345678901234567890], "b": {"c": null}}  ',
+      '{"dup":1,"dup":2}',
+      '["a\\nb", "\\u2028", {"x": "$notakey"}]',
+    ];
+    const records = texts.map((text, n) => {
+      const rec = realisticRecord(n);
+      rec.request = { ...rec.request, body: JSON.parse(text) as unknown, [JSON_TEXT]: Buffer.from(text) };
+      return rec;
+    });
+    for (const [n, rec] of records.entries()) {
+      const { pieces } = recordLine(rec);
+      assert.ok(pieces.includes(rec.request[JSON_TEXT]!), `record ${n}: the body's own bytes are in the line`);
+      const back = EJSON.parse(lineOf(rec), { relaxed: true }) as AuditRecord;
+      assert.deepEqual(back.request.body, rec.request.body, `record ${n}: the parsed value, -0 and all`);
+      const withoutBody = (r: AuditRecord): AuditRecord => ({ ...r, request: { ...r.request, body: null } });
+      assert.deepEqual(withoutBody(back), withoutBody(EJSON.parse(EJSON.stringify(rec, { relaxed: true }), { relaxed: true }) as AuditRecord), `record ${n}`);
+    }
+    const dir = await tempDir();
+    const journal = await openJournal({ dir });
+    for (const rec of records) journal.append(rec);
+    await journal.close();
+    assert.deepEqual((await readRecords(dir)).map((rec) => rec.request.body), records.map((rec) => rec.request.body));
+  });
+
+  test('a JSON body whose text would not read back the same is serialised from its parsed value', () => {
+    const cases: [string, Buffer, unknown][] = [
+      ['pretty-printed: a line break would end the journal line', Buffer.from('{\n  "a": 1\r\n}'), { a: 1 }],
+      ['not UTF-8: the parser read U+FFFD', Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), { a: '\ufffd' }],
+      ['a key EJSON would misread', Buffer.from('{"$date":"x"}'), { $date: 'x' }],
+      ['a number JSON cannot write', Buffer.from('{"a":1e999}'), { a: Number.POSITIVE_INFINITY }],
+    ];
+    for (const [why, text, body] of cases) {
+      const rec = realisticRecord(1);
+      rec.request = { ...rec.request, body, [JSON_TEXT]: text };
+      assert.deepEqual(recordLine(rec).pieces.filter((piece) => Buffer.isBuffer(piece)), [], why);
+      const withoutText = { ...rec, request: { ...rec.request, [JSON_TEXT]: undefined } };
+      assert.equal(lineOf(rec), lineOf(withoutText), why);
+    }
+  });
+
   test('dates are written exactly as EJSON.stringify writes them, across minutes, years and bounds', () => {
     const edges = [0, 1, 999, 1000, 59_999, 60_000, Date.UTC(2024, 1, 29, 23, 59, 59, 999), 253_402_300_799_999, 253_402_300_800_000, -1, -86_400_000];
     const random = Array.from({ length: 2000 }, (_, n) => Math.floor(((n * 7919) % 2000) / 2000 * 253_402_300_800_000) + (n % 1000));
@@ -508,7 +556,7 @@ describe('audit journal lines', () => {
     for (const ms of [...edges, ...random, ...edges]) {
       rec.startedAt = new Date(ms);
       rec.endedAt = new Date(ms + 250);
-      assert.equal(recordLine(rec).line, EJSON.stringify(rec, { relaxed: true }), `date ${ms}`);
+      assert.equal(lineOf(rec), EJSON.stringify(rec, { relaxed: true }), `date ${ms}`);
     }
   });
 

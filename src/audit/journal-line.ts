@@ -2,8 +2,10 @@
  * An audit record as one line of MongoDB relaxed Extended JSON, written by bson's own EJSON
  * so `mongoimport` and `EJSON.parse` read it back; user keys they would misread are escaped.
  */
+import { isUtf8 } from 'node:buffer';
+import { randomUUID } from 'node:crypto';
 import { EJSON } from 'bson';
-import type { AuditRecord } from './record.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from './record.ts';
 
 // EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy:
 // ~30 µs and as much garbage again as the record for a ~2.5 KiB line. Almost every record is plain
@@ -11,8 +13,13 @@ import type { AuditRecord } from './record.ts';
 // as EJSON writes them, gives the very same line without the copy. A walk over the record (~3 µs,
 // and needed anyway to find the keys to escape) decides; any other record still goes to EJSON.
 
+// The parsed JSON bodies are most of a record, and the exchange already holds their text: a body
+// whose text reads back as its parsed value goes into the line as those bytes instead of being
+// serialised again (see `embeddable`), a third less work for the line.
+
 export interface RecordLine {
-  line: string;
+  /** The line without its newline: text, and the JSON bodies' own bytes where they stand. */
+  pieces: (string | Buffer)[];
   /** Some user keys had to be escaped (see `escapeKeys`). */
   escaped: boolean;
 }
@@ -159,22 +166,62 @@ function isoString(ms: number): string {
   return millis === 0 ? `${prefix}${seconds}Z` : `${prefix}${seconds}.${String(millis).padStart(3, '0')}Z`;
 }
 
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * The body's JSON text, if it can stand in the line for its parsed value (which `plainLine` has
+ * found plain: no key EJSON would misread, no number JSON cannot write). Inside valid JSON a line
+ * break can only be whitespace, but it would end the journal line; and bytes that are not UTF-8
+ * were read as U+FFFD by the parser, so they would not read back the same.
+ */
+function embeddable(body: CapturedBody): Buffer | null {
+  const text = body[JSON_TEXT];
+  if (text === undefined || body.bodyEncoding !== 'json') return null;
+  return text.includes(LF) || text.includes(CR) || !isUtf8(text) ? null : text;
+}
+
+// Stands for an embedded body while the rest of the record is stringified. Random per process and
+// starting with NUL, so no user string is written the same; `splice` checks the count anyway.
+const PLACEHOLDER = `\0${randomUUID()}`;
+const PLACEHOLDER_JSON = JSON.stringify(PLACEHOLDER);
+
+function splice(line: string, texts: Buffer[]): (string | Buffer)[] | null {
+  const parts = line.split(PLACEHOLDER_JSON);
+  if (parts.length !== texts.length + 1) return null;
+  const pieces: (string | Buffer)[] = [parts[0] as string];
+  texts.forEach((text, n) => pieces.push(text, parts[n + 1] as string));
+  return pieces;
+}
+
 /** The record's line by JSON.stringify, or null when only EJSON writes it right. */
-function plainLine(record: AuditRecord): string | null {
-  const { startedAt, endedAt } = record;
+function plainLine(record: AuditRecord): (string | Buffer)[] | null {
+  const { startedAt, endedAt, request, response } = record;
   if (!(startedAt instanceof Date && endedAt instanceof Date)) return null;
   for (const key in record) {
     if (key === 'startedAt' || key === 'endedAt') continue;
     if (isRiskyKey(key) || !isPlainJson(record[key as keyof AuditRecord])) return null;
   }
+  const texts: Buffer[] = [];
+  const requestText = embeddable(request);
+  const responseText = embeddable(response);
+  if (requestText !== null) texts.push(requestText);
+  if (responseText !== null) texts.push(responseText);
   // Spreading keeps the members in order, the dates where they were.
-  return JSON.stringify({ ...record, startedAt: ejsonDate(startedAt), endedAt: ejsonDate(endedAt) });
+  const line = JSON.stringify({
+    ...record,
+    startedAt: ejsonDate(startedAt),
+    endedAt: ejsonDate(endedAt),
+    request: requestText === null ? request : { ...request, body: PLACEHOLDER },
+    response: responseText === null ? response : { ...response, body: PLACEHOLDER },
+  });
+  return texts.length === 0 ? [line] : splice(line, texts);
 }
 
 /** Throws only where EJSON.stringify does (a circular structure, a foreign `_bsontype` object). */
 export function recordLine(record: AuditRecord): RecordLine {
   const plain = plainLine(record);
-  if (plain !== null) return { line: plain, escaped: false };
+  if (plain !== null) return { pieces: plain, escaped: false };
   const safe = hasRiskyKey(record) ? escapeKeys(record) : record;
-  return { line: EJSON.stringify(safe, { relaxed: true }), escaped: safe !== record };
+  return { pieces: [EJSON.stringify(safe, { relaxed: true })], escaped: safe !== record };
 }

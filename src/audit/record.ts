@@ -21,6 +21,13 @@ export type MultipartPart =
   | { name: string; value: string; truncated?: boolean }
   | { name: string; filename: string; contentType: string | null; bytes: number; sha256: string };
 
+/**
+ * On a `json` body: the UTF-8 text it was parsed from, exactly as captured. A symbol, so no
+ * JSON, EJSON or BSON writer sees it: the journal copies these bytes into the record's line
+ * instead of serialising the parsed body again (journal-line.ts).
+ */
+export const JSON_TEXT: unique symbol = Symbol('JSON text');
+
 export interface CapturedBody {
   contentType: string | null;
   bytes: number;
@@ -28,6 +35,7 @@ export interface CapturedBody {
   bodyEncoding: BodyEncoding;
   truncated: boolean;
   sha256: string;
+  [JSON_TEXT]?: Buffer;
 }
 
 export interface Usage {

@@ -2,7 +2,7 @@
 // wire, plus a capped, decoded copy rendered as JSON, text or multipart parts for the audit record.
 import { createHash, hash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import type { CapturedBody } from '../audit/record.ts';
+import { JSON_TEXT, type CapturedBody } from '../audit/record.ts';
 import { ContentDecoder } from './decoder.ts';
 import { isObject, parseJson } from './guards.ts';
 import { JsonMemberScanner } from './json-fields.ts';
@@ -17,7 +17,7 @@ export interface BodyCaptureOptions {
   fields?: readonly string[];
 }
 
-type Rendered = Pick<CapturedBody, 'body' | 'bodyEncoding' | 'truncated'>;
+type Rendered = Pick<CapturedBody, 'body' | 'bodyEncoding' | 'truncated' | typeof JSON_TEXT>;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -158,7 +158,7 @@ export class BodyCapture {
     const text = content.toString('utf8');
     const parsed = this.#kind === 'json' ? parseJson(text) : undefined;
     if (parsed === undefined) return { body: text, bodyEncoding: 'text', truncated };
-    return { body: parsed, bodyEncoding: 'json', truncated };
+    return { body: parsed, bodyEncoding: 'json', truncated, [JSON_TEXT]: content };
   }
 
   #omitted(): Rendered {
