@@ -187,10 +187,16 @@ const PLACEHOLDER = `\0${randomUUID()}`;
 const PLACEHOLDER_JSON = JSON.stringify(PLACEHOLDER);
 
 function splice(line: string, texts: Buffer[]): (string | Buffer)[] | null {
-  const parts = line.split(PLACEHOLDER_JSON);
-  if (parts.length !== texts.length + 1) return null;
-  const pieces: (string | Buffer)[] = [parts[0] as string];
-  texts.forEach((text, n) => pieces.push(text, parts[n + 1] as string));
+  const pieces: (string | Buffer)[] = [];
+  let from = 0;
+  for (const text of texts) {
+    const at = line.indexOf(PLACEHOLDER_JSON, from);
+    if (at === -1) return null;
+    pieces.push(line.slice(from, at), text);
+    from = at + PLACEHOLDER_JSON.length;
+  }
+  if (line.includes(PLACEHOLDER_JSON, from)) return null;
+  pieces.push(line.slice(from));
   return pieces;
 }
 
