@@ -93,6 +93,23 @@ interface Spans {
   server: Span;
   client: Span | null;
   firstChunkSeen: boolean;
+  path: string;
+  /** The query with credentials redacted, as the spans show it. */
+  query: string | null;
+  operation: string | null;
+}
+
+/** What the CLIENT span says of an upstream origin; parsed once per origin (they come from the config). */
+interface OriginAttributes {
+  origin: string;
+  hostname: string;
+  port: number;
+}
+
+function originAttributes(origin: string): OriginAttributes {
+  const url = new URL(origin);
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+  return { origin: url.origin, hostname: url.hostname, port };
 }
 
 /** performance.now() as epoch ms: every span time here comes from this one clock, so children nest. */
@@ -129,6 +146,7 @@ export class Tracing {
   readonly #tracer: Tracer;
   readonly #captureContent: boolean;
   readonly #spans = new WeakMap<Exchange, Spans>();
+  readonly #origins = new Map<string, OriginAttributes>();
 
   private constructor(sdk: NodeSDK, processor: BatchSpanProcessor, tracer: Tracer, captureContent: boolean) {
     this.#sdk = sdk;
@@ -165,8 +183,10 @@ export class Tracing {
   #start(exchange: Exchange): ExchangeTap {
     const req = exchange.req;
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-    const { path, query } = splitTarget(exchange.target);
-    const route = operationFromPath(path) === null ? undefined : routeTemplate(path);
+    const { path, query: rawQuery } = splitTarget(exchange.target);
+    const query = redactQuery(rawQuery);
+    const operation = operationFromPath(path);
+    const route = operation === null ? undefined : routeTemplate(path);
     const secure = 'encrypted' in req.socket;
     const server = this.#tracer.startSpan(
       route === undefined ? exchange.method : `${exchange.method} ${route}`,
@@ -176,7 +196,7 @@ export class Tracing {
         attributes: {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_URL_PATH]: path,
-          [ATTR_URL_QUERY]: redactQuery(query) ?? undefined,
+          [ATTR_URL_QUERY]: query ?? undefined,
           [ATTR_URL_SCHEME]: secure ? 'https' : 'http',
           [ATTR_HTTP_ROUTE]: route,
           [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress,
@@ -187,16 +207,16 @@ export class Tracing {
       },
       parent,
     );
-    const spans: Spans = { server, client: null, firstChunkSeen: false };
+    const spans: Spans = { server, client: null, firstChunkSeen: false, path, query, operation };
     this.#spans.set(exchange, spans);
     return {
       upstreamRequest: (headers) => {
-        spans.client = this.#startClient(exchange, spans.server);
+        spans.client = this.#startClient(exchange, spans);
         // The upstream's parent is our CLIENT span, never the caller's span.
         stripTraceHeaders(headers);
         const carrier: Record<string, string> = {};
         propagation.inject(trace.setSpan(ROOT_CONTEXT, spans.client), carrier);
-        for (const [name, value] of Object.entries(carrier)) headers.push(name, value);
+        for (const name in carrier) headers.push(name, carrier[name] as string);
       },
       responseChunk: () => firstChunk(spans),
       message: (direction) => {
@@ -205,13 +225,16 @@ export class Tracing {
     };
   }
 
-  #startClient(exchange: Exchange, server: Span): Span {
-    const origin = new URL(exchange.origin ?? 'http://unknown');
-    const port = origin.port === '' ? (origin.protocol === 'https:' ? 443 : 80) : Number(origin.port);
-    const { path, query } = splitTarget(exchange.target);
-    const redacted = redactQuery(query);
+  #startClient(exchange: Exchange, spans: Spans): Span {
+    const originKey = exchange.origin ?? 'http://unknown';
+    let origin = this.#origins.get(originKey);
+    if (origin === undefined) {
+      origin = originAttributes(originKey);
+      this.#origins.set(originKey, origin);
+    }
+    const { path, query } = spans;
     // What is known before the body is read; the GenAI conventions want the provider at span start.
-    const operation = genAiOperationName(operationFromPath(path));
+    const operation = genAiOperationName(spans.operation);
     return this.#tracer.startSpan(
       operation ?? exchange.method,
       {
@@ -220,14 +243,14 @@ export class Tracing {
         attributes: {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_SERVER_ADDRESS]: origin.hostname,
-          [ATTR_SERVER_PORT]: port,
-          [ATTR_URL_FULL]: `${origin.origin}${path}${redacted === null ? '' : `?${redacted}`}`,
+          [ATTR_SERVER_PORT]: origin.port,
+          [ATTR_URL_FULL]: `${origin.origin}${path}${query === null ? '' : `?${query}`}`,
           ...(operation === null
             ? {}
             : { [ATTR_GEN_AI_OPERATION_NAME]: operation, [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER_NAME_VALUE_OPENAI }),
         },
       },
-      trace.setSpan(ROOT_CONTEXT, server),
+      trace.setSpan(ROOT_CONTEXT, spans.server),
     );
   }
 
@@ -248,11 +271,9 @@ export class Tracing {
     if (spans.client !== null) {
       const client = clientOutcome(record, exchange.status);
       spans.client.updateName(clientSpanName(exchange.method, record));
-      spans.client.setAttributes({
-        ...client.attributes,
-        ...genaiAttributes(record),
-        ...(this.#captureContent ? contentAttributes(record) : {}),
-      });
+      spans.client.setAttributes(client.attributes);
+      spans.client.setAttributes(genaiAttributes(record));
+      if (this.#captureContent) spans.client.setAttributes(contentAttributes(record));
       if (client.error) spans.client.setStatus({ code: SpanStatusCode.ERROR, message: client.message });
       spans.client.end(end);
     }
