@@ -178,6 +178,19 @@ describe('records by content type', () => {
     assert.equal(record.request.body, body);
     assert.equal(record.outcome, 'ok');
   });
+
+  test('pretty-printed JSON is stored parsed; JSON nested deeper than MongoDB takes is stored as its text', async () => {
+    const pretty = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, null, 2);
+    const prettyRecord = await recordOf(proxy, (await post('/v1/chat/completions', pretty)).id);
+    assert.equal(prettyRecord.request.bodyEncoding, 'json');
+    assert.deepEqual(prettyRecord.request.body, JSON.parse(pretty));
+    const deep = `{"model":"gpt-4o-mini","input":${'['.repeat(150)}"x"${']'.repeat(150)}}`;
+    const deepRecord = await recordOf(proxy, (await post('/v1/embeddings', deep)).id);
+    assert.equal(deepRecord.request.bodyEncoding, 'text');
+    assert.equal(deepRecord.request.body, deep);
+    assert.equal(deepRecord.response.bodyEncoding, 'json', 'the response, not too deep, is still parsed');
+    assert.equal(deepRecord.openai?.requestModel, 'gpt-4o-mini');
+  });
 });
 
 describe('identity', () => {

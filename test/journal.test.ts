@@ -192,9 +192,12 @@ describe('audit journal', () => {
     const dir = await tempDir();
     const logs: string[] = [];
     const journal = await openJournal({ dir }, logs);
-    const circular: Record<string, unknown> = {};
-    circular.self = circular;
-    journal.append(record(0, circular));
+    const throwing = {
+      get x(): unknown {
+        throw new Error('a getter that throws');
+      },
+    };
+    journal.append(record(0, throwing));
     journal.append(record(1));
     await journal.close();
     assert.deepEqual({ dropped: journal.stats.dropped, committed: journal.stats.committed }, { dropped: 1, committed: 1 });
@@ -547,6 +550,35 @@ describe('audit journal lines', () => {
       const withoutText = { ...rec, request: { ...rec.request, [JSON_TEXT]: undefined } };
       assert.equal(lineOf(rec), lineOf(withoutText), why);
     }
+  });
+
+  test('a record nested too deep for MongoDB (or for JSON.stringify) keeps its JSON bodies as text, not lost', async () => {
+    const nested = (depth: number, inner = '1'): string => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
+    const texts = [nested(90), nested(150), nested(20_000), `{"$date":${nested(150)}}`];
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const records = texts.map((text, n) => {
+      const rec = record(n);
+      rec.request = { ...rec.request, body: JSON.parse(text) as unknown, [JSON_TEXT]: Buffer.from(text) };
+      return rec;
+    });
+    const dir = await tempDir();
+    const journal = await openJournal({ dir });
+    for (const rec of records) journal.append(rec);
+    journal.append(record(4, circular));
+    await journal.close();
+    assert.equal(journal.stats.committed, 5);
+    assert.equal(journal.stats.dropped, 0);
+    assert.equal(journal.stats.bodiesAsText, 4);
+    const back = await readRecords(dir);
+    assert.equal(back[0]!.request.bodyEncoding, 'json', '90 levels inside the record still fit');
+    assert.deepEqual(back[0]!.request.body, records[0]!.request.body);
+    for (const n of [1, 2, 3]) {
+      assert.equal(back[n]!.request.bodyEncoding, 'text', `record ${n}`);
+      assert.equal(back[n]!.request.body, texts[n], `record ${n}`);
+      assert.deepEqual({ ...back[n]!, request: null }, { ...records[n]!, request: null }, `record ${n}: the rest as it was`);
+    }
+    assert.deepEqual([back[4]!.request.bodyEncoding, back[4]!.request.body], ['omitted', null], 'no text to fall back on');
   });
 
   test('dates are written exactly as EJSON.stringify writes them, across minutes, years and bounds', () => {

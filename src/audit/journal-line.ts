@@ -22,6 +22,8 @@ export interface RecordLine {
   pieces: (string | Buffer)[];
   /** Some user keys had to be escaped (see `escapeKeys`). */
   escaped: boolean;
+  /** Nested too deep: the JSON bodies are written as their text (see `recordLine`). */
+  bodiesAsText: boolean;
 }
 
 const DOLLAR = 36;
@@ -109,12 +111,20 @@ function escapeKeys(value: unknown): unknown {
 }
 
 /**
+ * MongoDB refuses documents nested deeper than this; JSON.stringify and EJSON overflow the stack
+ * on much deeper ones (thousands of levels). A record that deep has its JSON bodies written as
+ * text instead (`recordLine`), so it is neither lost nor refused.
+ */
+const MAX_DEPTH = 100;
+
+/**
  * Whether JSON.stringify writes `value` exactly as EJSON.stringify (relaxed) does: plain objects
  * without risky keys, arrays, strings, booleans, null and finite numbers, which is what JSON.parse
  * makes and what records are built from. Not `undefined` (EJSON writes null), NaN or Infinity
  * (`$numberDouble`), a Date, a bigint, a class instance or anything else EJSON converts.
+ * Throws a RangeError past MAX_DEPTH.
  */
-function isPlainJson(value: unknown): boolean {
+function isPlainJson(value: unknown, depth: number): boolean {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -123,16 +133,24 @@ function isPlainJson(value: unknown): boolean {
       return Number.isFinite(value);
     case 'object':
       if (value === null) return true;
-      if (Array.isArray(value)) return value.every(isPlainJson);
-      return isPlainObject(value) && hasPlainMembers(value);
+      if (depth >= MAX_DEPTH) throw new RangeError(`nested deeper than ${MAX_DEPTH} levels`);
+      if (Array.isArray(value)) return hasPlainItems(value, depth + 1);
+      return isPlainObject(value) && hasPlainMembers(value, depth + 1);
     default:
       return false;
   }
 }
 
-function hasPlainMembers(object: Record<string, unknown>): boolean {
+function hasPlainItems(array: unknown[], depth: number): boolean {
+  for (const item of array) {
+    if (!isPlainJson(item, depth)) return false;
+  }
+  return true;
+}
+
+function hasPlainMembers(object: Record<string, unknown>, depth: number): boolean {
   for (const key in object) {
-    if (isRiskyKey(key) || !isPlainJson(object[key])) return false;
+    if (isRiskyKey(key) || !isPlainJson(object[key], depth)) return false;
   }
   return true;
 }
@@ -206,7 +224,7 @@ function plainLine(record: AuditRecord): (string | Buffer)[] | null {
   if (!(startedAt instanceof Date && endedAt instanceof Date)) return null;
   for (const key in record) {
     if (key === 'startedAt' || key === 'endedAt') continue;
-    if (isRiskyKey(key) || !isPlainJson(record[key as keyof AuditRecord])) return null;
+    if (isRiskyKey(key) || !isPlainJson(record[key as keyof AuditRecord], 1)) return null;
   }
   const texts: Buffer[] = [];
   const requestText = embeddable(request);
@@ -224,10 +242,50 @@ function plainLine(record: AuditRecord): (string | Buffer)[] | null {
   return texts.length === 0 ? [line] : splice(line, texts);
 }
 
-/** Throws only where EJSON.stringify does (a circular structure, a foreign `_bsontype` object). */
-export function recordLine(record: AuditRecord): RecordLine {
+/** Throws a RangeError past MAX_DEPTH; for the records `plainLine` does not take, which are rare. */
+function checkDepth(value: unknown, depth: number): void {
+  if (typeof value !== 'object' || value === null) return;
+  if (depth >= MAX_DEPTH) throw new RangeError(`nested deeper than ${MAX_DEPTH} levels`);
+  for (const item of Array.isArray(value) ? value : isPlainObject(value) ? Object.values(value) : []) checkDepth(item, depth + 1);
+}
+
+function serialise(record: AuditRecord): RecordLine {
   const plain = plainLine(record);
-  if (plain !== null) return { pieces: plain, escaped: false };
+  if (plain !== null) return { pieces: plain, escaped: false, bodiesAsText: false };
+  checkDepth(record, 1);
   const safe = hasRiskyKey(record) ? escapeKeys(record) : record;
-  return { pieces: [EJSON.stringify(safe, { relaxed: true })], escaped: safe !== record };
+  return { pieces: [EJSON.stringify(safe, { relaxed: true })], escaped: safe !== record, bodiesAsText: false };
+}
+
+function tooDeep(value: unknown, depth: number): boolean {
+  try {
+    checkDepth(value, depth);
+    return false;
+  } catch (err) {
+    if (err instanceof RangeError) return true;
+    throw err;
+  }
+}
+
+/** The body as its JSON text if it is nested too deep (none left: omitted), else as it is. */
+function flattened(body: CapturedBody): Pick<CapturedBody, 'body' | 'bodyEncoding' | typeof JSON_TEXT> {
+  // The record and the request or response object are the first two levels.
+  if (body.bodyEncoding !== 'json' || !tooDeep(body.body, 3)) return body;
+  const text = body[JSON_TEXT];
+  return { body: text?.toString() ?? null, bodyEncoding: text === undefined ? 'omitted' : 'text', [JSON_TEXT]: undefined };
+}
+
+/**
+ * Throws only where EJSON.stringify does (a foreign `_bsontype` object, a throwing getter). A
+ * JSON body too deep to write (see MAX_DEPTH) is written as its text instead.
+ */
+export function recordLine(record: AuditRecord): RecordLine {
+  try {
+    return serialise(record);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+  }
+  const { request, response } = record;
+  const flat = { ...record, request: { ...request, ...flattened(request) }, response: { ...response, ...flattened(response) } };
+  return { ...serialise(flat), bodiesAsText: true };
 }

@@ -46,6 +46,8 @@ export interface JournalStats {
   fsyncs: number;
   /** Records some of whose user keys had to be escaped (see journal-line.ts). */
   escaped: number;
+  /** Records nested too deep, written with their JSON bodies as text (see journal-line.ts). */
+  bodiesAsText: number;
 }
 
 interface FlushWaiter {
@@ -100,7 +102,7 @@ export class Journal {
   readonly #encoder = new LineEncoder();
   readonly #stats: JournalStats = {
     appended: 0, appendedBytes: 0, committed: 0, dropped: 0, tornLinesSkipped: 0,
-    segments: 0, lastCommitAt: null, batches: 0, fsyncs: 0, escaped: 0,
+    segments: 0, lastCommitAt: null, batches: 0, fsyncs: 0, escaped: 0, bodiesAsText: 0,
   };
 
   #recovered = false;
@@ -189,6 +191,7 @@ export class Journal {
     try {
       const serialized = recordLine(record);
       if (serialized.escaped) this.#stats.escaped++;
+      if (serialized.bodiesAsText) this.#stats.bodiesAsText++;
       line = this.#encoder.encode(serialized.pieces);
     } catch (err) {
       this.#stats.dropped++;
