@@ -108,6 +108,20 @@ test('text values are capped at the limit without splitting a character', () => 
   assert.deepEqual(parser.parts, [{ name: 'prompt', value: '123456789', truncated: true }]);
 });
 
+test('all text values together are capped, each keeping its first 256 bytes so a later `model` survives', () => {
+  const parser = MultipartParser.fromContentType(CONTENT_TYPE, { maxTotalValueBytes: 12_000 });
+  assert.ok(parser);
+  const field = (name: string, value: string): string => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  parser.push(Buffer.from(`${field('a', 'a'.repeat(10_000))}${field('b', 'b'.repeat(10_000))}${field('c', 'c'.repeat(10_000))}${field('model', 'whisper-1')}--${BOUNDARY}--`));
+  assert.deepEqual(parser.parts, [
+    { name: 'a', value: 'a'.repeat(10_000) },
+    { name: 'b', value: 'b'.repeat(2_000), truncated: true },
+    { name: 'c', value: 'c'.repeat(256), truncated: true },
+    { name: 'model', value: 'whisper-1' },
+  ]);
+  assert.equal(parser.textField('model'), 'whisper-1');
+});
+
 test('parts past maxParts are counted as dropped', () => {
   const parser = MultipartParser.fromContentType(CONTENT_TYPE, { maxParts: 2 });
   assert.ok(parser);

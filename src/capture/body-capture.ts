@@ -54,7 +54,7 @@ export class BodyCapture {
     this.#maxBytes = Math.max(0, options.maxBytes);
     this.#wanted = options.fields ?? [];
     const kind = bodyKind(options.contentType);
-    this.#multipart = kind === 'multipart' ? MultipartParser.fromContentType(options.contentType) : null;
+    this.#multipart = kind === 'multipart' ? MultipartParser.fromContentType(options.contentType, { maxTotalValueBytes: this.#maxBytes }) : null;
     this.#kind = kind === 'multipart' && this.#multipart === null ? 'binary' : kind;
     // Binary bodies are never shown, so never decompressed either.
     this.#decoder =

@@ -8,6 +8,11 @@ import { headerParam } from './media-type.ts';
 export interface MultipartOptions {
   /** Text field values are cut here and marked `truncated` (default 64 KiB). */
   maxValueBytes?: number;
+  /**
+   * All text values together are cut here (default: no limit), except that each value keeps its
+   * first MIN_VALUE_BYTES: a short field such as `model` is kept whatever came before it.
+   */
+  maxTotalValueBytes?: number;
   /** Parts past this many are parsed but not recorded (default 1000). */
   maxParts?: number;
 }
@@ -28,11 +33,14 @@ const MAX_HEADER_BYTES = 16 * 1024;
 const MAX_PADDING_BYTES = 256;
 const MAX_BOUNDARY_LENGTH = 200;
 const EMPTY = Buffer.alloc(0);
+const MIN_VALUE_BYTES = 256;
 
 export class MultipartParser {
   readonly #delimiter: Buffer;
   readonly #maxValueBytes: number;
+  readonly #maxTotalValueBytes: number;
   readonly #maxParts: number;
+  #valueBytes = 0;
   readonly #parts: MultipartPart[] = [];
   #state: State = 'body';
   // Reading the body as if it began with CRLF makes the first boundary an ordinary delimiter.
@@ -52,6 +60,7 @@ export class MultipartParser {
   constructor(boundary: string, options: MultipartOptions = {}) {
     this.#delimiter = Buffer.from(`\r\n--${boundary}`);
     this.#maxValueBytes = options.maxValueBytes ?? 64 * 1024;
+    this.#maxTotalValueBytes = options.maxTotalValueBytes ?? Number.POSITIVE_INFINITY;
     this.#maxParts = options.maxParts ?? 1000;
   }
 
@@ -200,12 +209,14 @@ export class MultipartParser {
       part.bytes += piece.length;
       return;
     }
-    const room = this.#maxValueBytes - part.bytes;
+    const budget = Math.max(this.#maxTotalValueBytes - this.#valueBytes, MIN_VALUE_BYTES - part.bytes);
+    const room = Math.min(this.#maxValueBytes - part.bytes, budget);
     if (piece.length > room) part.truncated = true;
     if (room <= 0) return;
     const kept = piece.length > room ? piece.subarray(0, room) : piece;
     part.value.push(kept);
     part.bytes += kept.length;
+    this.#valueBytes += kept.length;
   }
 
   #closePart(): void {
