@@ -28,6 +28,8 @@ const WEBSOCKET_HANDSHAKE = new Set([
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // Nearly every response says `keep-alive`, which names nothing beyond the fixed list.
+  if (value === 'keep-alive') return null;
   const joined = Array.isArray(value) ? value.join(',') : value;
   const tokens = joined.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '');
   return tokens.length === 0 ? null : new Set(tokens);
