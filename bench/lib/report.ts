@@ -42,6 +42,8 @@ function rows(transferMiB: number): [MetricKey, string, Format][] {
     ['rps', 'throughput, c=64 (req/s)', perSecond],
     ['xUndici', 'throughput ÷ pipe-undici', ratio],
     ['xHttp', 'throughput ÷ pipe-http', ratio],
+    ['cpuUs', 'server CPU per request, c=64 (µs)', perSecond],
+    ['cpuVsUndici', 'CPU per request ÷ pipe-undici', ratio],
     ['ttfb', 'streamed TTFB (ms)', ms],
     ['addedTtfb', 'added TTFB vs direct (ms)', signedMs],
     ['worstGap', 'worst added SSE gap (ms)', signedMs],

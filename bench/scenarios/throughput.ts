@@ -1,5 +1,7 @@
 // Scenario 2: throughput at concurrency 64 (wrk -t2 -c64), as ratios to both baselines within the
-// round; for proxy+audit also the journal's sustained write rate (scenario 5).
+// round, and the server's CPU time per request; for proxy+audit also the journal's sustained
+// write rate (scenario 5).
+import { cpuSeconds } from '../lib/cpu.ts';
 import type { Endpoint, EndpointName } from '../lib/endpoints.ts';
 import type { WrkResult } from '../lib/wrk-parse.ts';
 import { runWrk, type WrkRun } from '../lib/wrk.ts';
@@ -26,13 +28,20 @@ async function measure(ctx: RoundContext, endpoint: Endpoint): Promise<WrkResult
 
 export async function throughput(ctx: RoundContext): Promise<void> {
   const rps = new Map<EndpointName, number>();
+  const cpu = new Map<EndpointName, number>();
   for (const endpoint of ctx.order) {
+    const cpuBefore = cpuSeconds(endpoint.pid);
     const result = await measure(ctx, endpoint);
+    // Taken after the journal has settled: the records of the run are part of its cost.
+    const cpuUs = ((cpuSeconds(endpoint.pid) - cpuBefore) * 1e6) / Math.max(1, result.requests);
     noteSocketErrors(ctx, endpoint, 'throughput', result);
     rps.set(endpoint.name, result.rps);
+    cpu.set(endpoint.name, cpuUs);
     ctx.samples.add('rps', endpoint.name, result.rps);
+    ctx.samples.add('cpuUs', endpoint.name, cpuUs);
     await pause(endpoint);
   }
   ctx.samples.addRelative('xUndici', rps, 'pipe-undici', 'ratio');
   ctx.samples.addRelative('xHttp', rps, 'pipe-http', 'ratio');
+  ctx.samples.addRelative('cpuVsUndici', cpu, 'pipe-undici', 'ratio');
 }
