@@ -14,6 +14,8 @@ export type RecordSink = (record: AuditRecord, exchange: Exchange) => void;
 
 export interface RecorderOptions {
   maxBodyBytes: number;
+  /** How long ended exchanges wait to have their records built together; 0 builds each at once. */
+  batchMs: number;
   redactor: HeaderRedactor;
   institutions: InstitutionResolver;
   traceOf: (exchange: Exchange) => { traceId: string; spanId: string } | null;
@@ -28,7 +30,7 @@ export class Recorder implements ExchangeObserver {
 
   constructor(options: RecorderOptions) {
     this.#options = options;
-    this.#backlog = new Backlog((exchange, capture) => this.#record(exchange, capture));
+    this.#backlog = new Backlog(options.batchMs, (exchange, capture) => this.#record(exchange, capture));
   }
 
   start(exchange: Exchange): ExchangeTap {
@@ -70,7 +72,7 @@ export class Recorder implements ExchangeObserver {
   }
 }
 
-/** How long ended exchanges wait for their records to be built, together. */
+/** How long ended exchanges wait to have their records built together, unless every record must be durable at once. */
 export const RECORD_BATCH_MS = 5;
 /** A backlog this long is built at once, whatever its age. */
 const RECORD_BATCH_MAX = 256;
@@ -78,24 +80,26 @@ const RECORD_BATCH_MAX = 256;
 /**
  * Ended exchanges whose records are still to be built. Built one at a time, as each exchange
  * ends, a record costs the event loop a few hundred microseconds on a cold cache, right between
- * a client and its next request; built in batches, every RECORD_BATCH_MS, the code and data stay
- * hot and the cost falls by half. The wait is far inside what a crash may lose anyway (the
- * journal's fsync interval).
+ * a client and its next request; built in batches, the code and data stay hot and the cost falls
+ * by half. The wait is far inside what a crash may lose anyway (the journal's fsync interval);
+ * with fsync `always` there is none.
  */
 class Backlog {
+  readonly #delayMs: number;
   readonly #build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>;
   #ended: [Exchange, ExchangeCapture][] = [];
   #timer: NodeJS.Timeout | null = null;
   readonly #building = new Set<Promise<void>>();
 
-  constructor(build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>) {
+  constructor(delayMs: number, build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>) {
+    this.#delayMs = delayMs;
     this.#build = build;
   }
 
   add(exchange: Exchange, capture: ExchangeCapture): void {
     this.#ended.push([exchange, capture]);
-    if (this.#ended.length >= RECORD_BATCH_MAX) this.#drain();
-    else this.#timer ??= setTimeout(() => this.#drain(), RECORD_BATCH_MS).unref();
+    if (this.#delayMs <= 0 || this.#ended.length >= RECORD_BATCH_MAX) this.#drain();
+    else this.#timer ??= setTimeout(() => this.#drain(), this.#delayMs).unref();
   }
 
   async flush(): Promise<void> {

@@ -1,0 +1,81 @@
+// The capture observer's batching: records of ended exchanges are built together after a short
+// wait, at once when the backlog is long or durability asks for it, and all of them on flush.
+// The exchanges are driven through the observer's own taps; the request is a plain object with
+// the IncomingMessage members the recorder reads.
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { test } from 'node:test';
+import { HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
+import type { AuditRecord } from '../src/audit/record.ts';
+import { Recorder } from '../src/audit/recorder.ts';
+import { newExchange } from '../src/proxy/observer.ts';
+
+const BODY = Buffer.from('{"model":"gpt-4o-mini","input":"hi"}');
+
+function recorder(batchMs: number): { recorder: Recorder; records: AuditRecord[]; failures: unknown[] } {
+  const records: AuditRecord[] = [];
+  const failures: unknown[] = [];
+  const instance = new Recorder({
+    maxBodyBytes: 1024,
+    batchMs,
+    redactor: new HeaderRedactor([]),
+    institutions: new InstitutionResolver('x-institution-id', new Map()),
+    traceOf: () => null,
+    usageInjected: () => false,
+    sinks: [(record) => records.push(record)],
+    onFailure: (err) => failures.push(err),
+  });
+  return { recorder: instance, records, failures };
+}
+
+function runExchange(observer: Recorder, n: number): void {
+  const headers = { 'content-type': 'application/json', 'content-length': String(BODY.length) };
+  const req = {
+    method: 'POST',
+    url: `/v1/embeddings?n=${n}`,
+    headers,
+    rawHeaders: Object.entries(headers).flat(),
+    socket: { remoteAddress: '127.0.0.1' },
+  } as unknown as IncomingMessage;
+  const exchange = newExchange(req, 'http');
+  const tap = observer.start(exchange);
+  tap.requestChunk?.(BODY);
+  exchange.status = 200;
+  tap.responseHead?.(200, { 'content-type': 'application/json' });
+  tap.responseChunk?.(Buffer.from('{"object":"list","data":[]}'));
+  exchange.endHr = performance.now();
+  tap.end?.();
+}
+
+test('records wait for their batch; flush builds them all', async () => {
+  const { recorder: observer, records, failures } = recorder(60_000);
+  for (let n = 0; n < 3; n++) runExchange(observer, n);
+  await nextTurn();
+  assert.equal(records.length, 0, 'still waiting for the batch');
+  await observer.flush();
+  assert.deepEqual(records.map((r) => r.request.query), ['n=0', 'n=1', 'n=2']);
+  assert.equal(records[0]?.request.bodyEncoding, 'json');
+  assert.deepEqual(failures, []);
+});
+
+test('a batch is built once its delay has passed', async () => {
+  const { recorder: observer, records } = recorder(20);
+  runExchange(observer, 0);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(records.length, 1);
+});
+
+test('a long backlog is built at once, whatever its age', async () => {
+  const { recorder: observer, records } = recorder(60_000);
+  for (let n = 0; n < 256; n++) runExchange(observer, n);
+  await nextTurn();
+  assert.equal(records.length, 256);
+});
+
+test('with no batching (fsync always) each record is built as its exchange ends', async () => {
+  const { recorder: observer, records } = recorder(0);
+  runExchange(observer, 0);
+  await nextTurn();
+  assert.equal(records.length, 1);
+});
