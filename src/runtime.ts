@@ -6,7 +6,7 @@ import type { Components } from './app.ts';
 import { Journal } from './audit/journal.ts';
 import { MongoShipper } from './audit/mongo.ts';
 import { HeaderRedactor, InstitutionResolver } from './audit/identity.ts';
-import { RECORD_BATCH_MS, Recorder, type RecordSink } from './audit/recorder.ts';
+import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
@@ -77,7 +77,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
       ? null
       : new Recorder({
           maxBodyBytes: config.audit.maxBodyBytes,
-          batchMs: journal !== null && config.audit.fsync === 'always' ? 0 : RECORD_BATCH_MS,
+          batchMs: recordBatchMs(journal === null ? null : config.audit.fsync),
           redactor: new HeaderRedactor(config.audit.redactHeaders),
           institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
           traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
@@ -105,7 +105,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
-      await recorder?.flush();
+      await recorder?.close();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));
       await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));

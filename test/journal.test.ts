@@ -514,7 +514,7 @@ describe('audit journal lines', () => {
       '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Grüße 🎉 \\u00e9"}],"temperature":1.0,"n":1e2}',
       '  {"a" : [1, 2.50, -0, 12345678901234567890], "b": {"c": null}}  ',
       '{"dup":1,"dup":2}',
-      '["a\\nb", "\\u2028", {"x": "$notakey"}]',
+      '["a\\nb", "\\u2028", {"x": "a $ b"}]',
     ];
     const records = texts.map((text, n) => {
       const rec = realisticRecord(n);
@@ -542,6 +542,8 @@ describe('audit journal lines', () => {
       ['not UTF-8: the parser read U+FFFD', Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), { a: '\ufffd' }],
       ['a key EJSON would misread', Buffer.from('{"$date":"x"}'), { $date: 'x' }],
       ['a number JSON cannot write', Buffer.from('{"a":1e999}'), { a: Number.POSITIVE_INFINITY }],
+      ['a duplicate key whose shadowed value EJSON would misread', Buffer.from('{"a":{"$date":"x"},"a":1}'), { a: 1 }],
+      ['the same, with the dollar escaped', Buffer.from('{"a":{"\\u0024date":"x"},"a":1}'), { a: 1 }],
     ];
     for (const [why, text, body] of cases) {
       const rec = realisticRecord(1);
@@ -554,7 +556,8 @@ describe('audit journal lines', () => {
 
   test('a record nested too deep for MongoDB (or for JSON.stringify) keeps its JSON bodies as text, not lost', async () => {
     const nested = (depth: number, inner = '1'): string => `${'['.repeat(depth)}${inner}${']'.repeat(depth)}`;
-    const texts = [nested(90), nested(150), nested(20_000), `{"$date":${nested(150)}}`];
+    // Depths count the record as 0 and its request as 1: a body of 98 nested arrays reaches 99.
+    const texts = [nested(98), nested(99), nested(20_000), `{"$date":${nested(150)}}`, `[{"$defs":1},${nested(97)}]`, `[{"$defs":1},${nested(98)}]`];
     const circular: Record<string, unknown> = {};
     circular.self = circular;
     const records = texts.map((text, n) => {
@@ -565,20 +568,22 @@ describe('audit journal lines', () => {
     const dir = await tempDir();
     const journal = await openJournal({ dir });
     for (const rec of records) journal.append(rec);
-    journal.append(record(4, circular));
+    journal.append(record(6, circular));
     await journal.close();
-    assert.equal(journal.stats.committed, 5);
+    assert.equal(journal.stats.committed, 7);
     assert.equal(journal.stats.dropped, 0);
-    assert.equal(journal.stats.bodiesAsText, 4);
+    assert.equal(journal.stats.bodiesAsText, 5);
     const back = await readRecords(dir);
-    assert.equal(back[0]!.request.bodyEncoding, 'json', '90 levels inside the record still fit');
-    assert.deepEqual(back[0]!.request.body, records[0]!.request.body);
-    for (const n of [1, 2, 3]) {
+    for (const n of [0, 4]) {
+      assert.equal(back[n]!.request.bodyEncoding, 'json', `record ${n}: 100 levels with the record fit, either way it is written`);
+      assert.deepEqual(back[n]!.request.body, records[n]!.request.body);
+    }
+    for (const n of [1, 2, 3, 5]) {
       assert.equal(back[n]!.request.bodyEncoding, 'text', `record ${n}`);
       assert.equal(back[n]!.request.body, texts[n], `record ${n}`);
       assert.deepEqual({ ...back[n]!, request: null }, { ...records[n]!, request: null }, `record ${n}: the rest as it was`);
     }
-    assert.deepEqual([back[4]!.request.bodyEncoding, back[4]!.request.body], ['omitted', null], 'no text to fall back on');
+    assert.deepEqual([back[6]!.request.bodyEncoding, back[6]!.request.body], ['omitted', null], 'no text to fall back on');
   });
 
   test('dates are written exactly as EJSON.stringify writes them, across minutes, years and bounds', () => {

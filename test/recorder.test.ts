@@ -1,15 +1,22 @@
 // The capture observer's batching: records of ended exchanges are built together after a short
-// wait, at once when the backlog is long or durability asks for it, and all of them on flush.
+// wait, at once when the backlog is long or durability asks for it, and all of them on flush and
+// at shutdown.
 // The exchanges are driven through the observer's own taps; the request is a plain object with
 // the IncomingMessage members the recorder reads.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { test } from 'node:test';
 import { HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
 import type { AuditRecord } from '../src/audit/record.ts';
-import { Recorder } from '../src/audit/recorder.ts';
+import { RECORD_BATCH_MS, Recorder, recordBatchMs } from '../src/audit/recorder.ts';
 import { newExchange } from '../src/proxy/observer.ts';
+import { readJournal } from './support/audit.ts';
+import { startTestProxy } from './support/proxy.ts';
+import { startUpstream } from './support/upstream.ts';
 
 const BODY = Buffer.from('{"model":"gpt-4o-mini","input":"hi"}');
 
@@ -78,4 +85,44 @@ test('with no batching (fsync always) each record is built as its exchange ends'
   runExchange(observer, 0);
   await nextTurn();
   assert.equal(records.length, 1);
+});
+
+test('records wait only while the journal does not fsync each one', () => {
+  assert.equal(recordBatchMs('always'), 0);
+  assert.equal(recordBatchMs('interval'), RECORD_BATCH_MS);
+  assert.equal(recordBatchMs('never'), RECORD_BATCH_MS);
+  assert.equal(recordBatchMs(null), RECORD_BATCH_MS);
+});
+
+test('after close, what waited is built and each later record is built at once', async () => {
+  const { recorder: observer, records } = recorder(60_000);
+  runExchange(observer, 0);
+  await observer.close();
+  assert.equal(records.length, 1);
+  runExchange(observer, 1);
+  await nextTurn();
+  assert.equal(records.length, 2);
+});
+
+test('a record still waiting for its batch when the proxy shuts down reaches the journal', async () => {
+  const upstream = await startUpstream();
+  const dir = await mkdtemp(join(tmpdir(), 'recorder-test-'));
+  const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: dir });
+  try {
+    // A first exchange warms the connection and the code, so the second ends well inside its batch delay.
+    const ids: (string | null)[] = [];
+    for (let n = 0; n < 2; n++) {
+      const res = await fetch(`${proxy.url}/v1/models`);
+      await res.arrayBuffer();
+      ids.push(res.headers.get('x-proxy-request-id'));
+    }
+    await nextTurn();
+    // Straight to the runtime, while the record still waits for its batch (drain would give it time).
+    await proxy.runtime.close();
+    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
+  } finally {
+    await proxy.drain(0);
+    await upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -111,11 +111,21 @@ function escapeKeys(value: unknown): unknown {
 }
 
 /**
- * MongoDB refuses documents nested deeper than this; JSON.stringify and EJSON overflow the stack
- * on much deeper ones (thousands of levels). A record that deep has its JSON bodies written as
- * text instead (`recordLine`), so it is neither lost nor refused.
+ * MongoDB's documented nesting limit (the record itself is the first level); JSON.stringify and
+ * EJSON overflow the stack on much deeper values (thousands of levels). A record that deep has
+ * its JSON bodies written as text instead (`recordLine`), so it is neither lost nor refused.
+ * Depths below count the record as 0, so an object or array at depth MAX_DEPTH is too deep.
  */
 const MAX_DEPTH = 100;
+const TOO_DEEP = `nested deeper than ${MAX_DEPTH} levels`;
+
+/** Whether `value` holds an object or array at MAX_DEPTH, `value` itself being at `depth`. */
+function exceedsDepth(value: unknown, depth: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth >= MAX_DEPTH) return true;
+  const items = Array.isArray(value) ? value : isPlainObject(value) ? Object.values(value) : [];
+  return items.some((item) => exceedsDepth(item, depth + 1));
+}
 
 /**
  * Whether JSON.stringify writes `value` exactly as EJSON.stringify (relaxed) does: plain objects
@@ -133,7 +143,7 @@ function isPlainJson(value: unknown, depth: number): boolean {
       return Number.isFinite(value);
     case 'object':
       if (value === null) return true;
-      if (depth >= MAX_DEPTH) throw new RangeError(`nested deeper than ${MAX_DEPTH} levels`);
+      if (depth >= MAX_DEPTH) throw new RangeError(TOO_DEEP);
       if (Array.isArray(value)) return hasPlainItems(value, depth + 1);
       return isPlainObject(value) && hasPlainMembers(value, depth + 1);
     default:
@@ -189,14 +199,17 @@ const CR = 0x0d;
 
 /**
  * The body's JSON text, if it can stand in the line for its parsed value (which `plainLine` has
- * found plain: no key EJSON would misread, no number JSON cannot write). Inside valid JSON a line
+ * found plain: no key EJSON would misread, no number JSON cannot write, not too deep). Inside valid JSON a line
  * break can only be whitespace, but it would end the journal line; and bytes that are not UTF-8
  * were read as U+FFFD by the parser, so they would not read back the same.
  */
 function embeddable(body: CapturedBody): Buffer | null {
   const text = body[JSON_TEXT];
   if (text === undefined || body.bodyEncoding !== 'json') return null;
-  return text.includes(LF) || text.includes(CR) || !isUtf8(text) ? null : text;
+  if (text.includes(LF) || text.includes(CR) || !isUtf8(text)) return null;
+  // The parsed value keeps only the last of duplicate keys, so it cannot vouch for the others:
+  // a `$` key (plain or escaped) or a NUL anywhere in the text sends the body the careful way.
+  return text.includes('"$') || text.includes('\\u0024') || text.includes('\\u0000') ? null : text;
 }
 
 // Stands for an embedded body while the rest of the record is stringified. Random per process and
@@ -242,42 +255,27 @@ function plainLine(record: AuditRecord): (string | Buffer)[] | null {
   return texts.length === 0 ? [line] : splice(line, texts);
 }
 
-/** Throws a RangeError past MAX_DEPTH; for the records `plainLine` does not take, which are rare. */
-function checkDepth(value: unknown, depth: number): void {
-  if (typeof value !== 'object' || value === null) return;
-  if (depth >= MAX_DEPTH) throw new RangeError(`nested deeper than ${MAX_DEPTH} levels`);
-  for (const item of Array.isArray(value) ? value : isPlainObject(value) ? Object.values(value) : []) checkDepth(item, depth + 1);
-}
-
 function serialise(record: AuditRecord): RecordLine {
   const plain = plainLine(record);
   if (plain !== null) return { pieces: plain, escaped: false, bodiesAsText: false };
-  checkDepth(record, 1);
+  // The careful path is for rare records; it walks them once more, for their depth.
+  if (exceedsDepth(record, 0)) throw new RangeError(TOO_DEEP);
   const safe = hasRiskyKey(record) ? escapeKeys(record) : record;
   return { pieces: [EJSON.stringify(safe, { relaxed: true })], escaped: safe !== record, bodiesAsText: false };
 }
 
-function tooDeep(value: unknown, depth: number): boolean {
-  try {
-    checkDepth(value, depth);
-    return false;
-  } catch (err) {
-    if (err instanceof RangeError) return true;
-    throw err;
-  }
-}
-
-/** The body as its JSON text if it is nested too deep (none left: omitted), else as it is. */
-function flattened(body: CapturedBody): Pick<CapturedBody, 'body' | 'bodyEncoding' | typeof JSON_TEXT> {
-  // The record and the request or response object are the first two levels.
-  if (body.bodyEncoding !== 'json' || !tooDeep(body.body, 3)) return body;
+/** The body as its JSON text if it is nested too deep (no text kept: omitted), else as it is. */
+function flattened(body: CapturedBody): Pick<CapturedBody, 'body' | 'bodyEncoding'> {
+  // The record and the request or response object are depths 0 and 1.
+  if (body.bodyEncoding !== 'json' || !exceedsDepth(body.body, 2)) return body;
   const text = body[JSON_TEXT];
-  return { body: text?.toString() ?? null, bodyEncoding: text === undefined ? 'omitted' : 'text', [JSON_TEXT]: undefined };
+  return { body: text?.toString() ?? null, bodyEncoding: text === undefined ? 'omitted' : 'text' };
 }
 
 /**
- * Throws only where EJSON.stringify does (a foreign `_bsontype` object, a throwing getter). A
- * JSON body too deep to write (see MAX_DEPTH) is written as its text instead.
+ * A JSON body too deep to write (see MAX_DEPTH) is written as its text instead. Throws where
+ * EJSON.stringify does (a foreign `_bsontype` object, a throwing getter), and for a record too
+ * deep outside its bodies, which records built from exchanges never are.
  */
 export function recordLine(record: AuditRecord): RecordLine {
   try {

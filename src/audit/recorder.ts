@@ -7,6 +7,7 @@ import type { ResponseHeaders } from '../proxy/headers.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { buildRecord } from './build-record.ts';
 import { ExchangeCapture } from './exchange-capture.ts';
+import type { FsyncPolicy } from './journal-writer.ts';
 import { apiKeyOf, identify, type HeaderRedactor, type InstitutionResolver } from './identity.ts';
 import type { AuditRecord } from './record.ts';
 
@@ -42,6 +43,11 @@ export class Recorder implements ExchangeObserver {
     return this.#backlog.flush();
   }
 
+  /** Flushes, and from now on builds each record as its exchange ends (the process is stopping). */
+  close(): Promise<void> {
+    return this.#backlog.close();
+  }
+
   async #record(exchange: Exchange, capture: ExchangeCapture): Promise<void> {
     try {
       await this.#emit(exchange, capture);
@@ -72,8 +78,13 @@ export class Recorder implements ExchangeObserver {
   }
 }
 
-/** How long ended exchanges wait to have their records built together, unless every record must be durable at once. */
+/** How long ended exchanges wait to have their records built together. */
 export const RECORD_BATCH_MS = 5;
+
+/** No wait when the journal fsyncs every record (`always`): each is to be durable as soon as it can be. */
+export function recordBatchMs(fsync: FsyncPolicy | null): number {
+  return fsync === 'always' ? 0 : RECORD_BATCH_MS;
+}
 /** A backlog this long is built at once, whatever its age. */
 const RECORD_BATCH_MAX = 256;
 
@@ -85,7 +96,7 @@ const RECORD_BATCH_MAX = 256;
  * with fsync `always` there is none.
  */
 class Backlog {
-  readonly #delayMs: number;
+  #delayMs: number;
   readonly #build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>;
   #ended: [Exchange, ExchangeCapture][] = [];
   #timer: NodeJS.Timeout | null = null;
@@ -105,6 +116,11 @@ class Backlog {
   async flush(): Promise<void> {
     this.#drain();
     await Promise.all(this.#building);
+  }
+
+  close(): Promise<void> {
+    this.#delayMs = 0;
+    return this.flush();
   }
 
   #drain(): void {
