@@ -15,7 +15,7 @@ import type { AuditRecord } from '../src/audit/record.ts';
 import { RECORD_BATCH_MS, Recorder, recordBatchMs } from '../src/audit/recorder.ts';
 import { newExchange } from '../src/proxy/observer.ts';
 import { readJournal } from './support/audit.ts';
-import { startTestProxy } from './support/proxy.ts';
+import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
 
 const BODY = Buffer.from('{"model":"gpt-4o-mini","input":"hi"}');
@@ -55,12 +55,12 @@ function runExchange(observer: Recorder, n: number): void {
   tap.end?.();
 }
 
-test('records wait for their batch; flush builds them all', async () => {
+test('records wait for their batch; close builds them all', async () => {
   const { recorder: observer, records, failures } = recorder(60_000);
   for (let n = 0; n < 3; n++) runExchange(observer, n);
   await nextTurn();
   assert.equal(records.length, 0, 'still waiting for the batch');
-  await observer.flush();
+  await observer.close();
   assert.deepEqual(records.map((r) => r.request.query), ['n=0', 'n=1', 'n=2']);
   assert.equal(records[0]?.request.bodyEncoding, 'json');
   assert.deepEqual(failures, []);
@@ -104,12 +104,16 @@ test('after close, what waited is built and each later record is built at once',
   assert.equal(records.length, 2);
 });
 
-test('a record still waiting for its batch when the proxy shuts down reaches the journal', async () => {
+/**
+ * Runs two exchanges through a real proxy with the journal on, then `check`s its directory while
+ * the second exchange's record would still be waiting for a batch. The first exchange warms the
+ * connection and the code, so the second ends well inside the batch delay.
+ */
+async function withFreshRecord(env: Record<string, string>, check: (proxy: TestProxy, dir: string, ids: (string | null)[]) => Promise<void>): Promise<void> {
   const upstream = await startUpstream();
   const dir = await mkdtemp(join(tmpdir(), 'recorder-test-'));
-  const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: dir });
+  const proxy = await startTestProxy({ ...env, UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: dir });
   try {
-    // A first exchange warms the connection and the code, so the second ends well inside its batch delay.
     const ids: (string | null)[] = [];
     for (let n = 0; n < 2; n++) {
       const res = await fetch(`${proxy.url}/v1/models`);
@@ -117,12 +121,25 @@ test('a record still waiting for its batch when the proxy shuts down reaches the
       ids.push(res.headers.get('x-proxy-request-id'));
     }
     await nextTurn();
-    // Straight to the runtime, while the record still waits for its batch (drain would give it time).
-    await proxy.runtime.close();
-    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
+    await check(proxy, dir, ids);
   } finally {
     await proxy.drain(0);
     await upstream.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+test('a record still waiting for its batch when the proxy shuts down reaches the journal', async () => {
+  await withFreshRecord({}, async (proxy, dir, ids) => {
+    // Straight to the runtime, while the record still waits for its batch (drain would give it time).
+    await proxy.runtime.close();
+    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
+  });
+});
+
+test('with AUDIT_FSYNC=always a record is in the journal as soon as its exchange has ended', async () => {
+  await withFreshRecord({ AUDIT_FSYNC: 'always' }, async (proxy, dir, ids) => {
+    await proxy.runtime.journal?.flush();
+    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids, 'not waiting for a batch');
+  });
 });

@@ -199,9 +199,9 @@ const CR = 0x0d;
 
 /**
  * The body's JSON text, if it can stand in the line for its parsed value (which `plainLine` has
- * found plain: no key EJSON would misread, no number JSON cannot write, not too deep). Inside valid JSON a line
- * break can only be whitespace, but it would end the journal line; and bytes that are not UTF-8
- * were read as U+FFFD by the parser, so they would not read back the same.
+ * found plain: no key EJSON would misread, no number JSON cannot write, not too deep). Inside
+ * valid JSON a line break can only be whitespace, but it would end the journal line; and bytes
+ * that are not UTF-8 were read as U+FFFD by the parser, so they would not read back the same.
  */
 function embeddable(body: CapturedBody): Buffer | null {
   const text = body[JSON_TEXT];
@@ -239,11 +239,9 @@ function plainLine(record: AuditRecord): (string | Buffer)[] | null {
     if (key === 'startedAt' || key === 'endedAt') continue;
     if (isRiskyKey(key) || !isPlainJson(record[key as keyof AuditRecord], 1)) return null;
   }
-  const texts: Buffer[] = [];
   const requestText = embeddable(request);
   const responseText = embeddable(response);
-  if (requestText !== null) texts.push(requestText);
-  if (responseText !== null) texts.push(responseText);
+  const texts = [requestText, responseText].filter((text) => text !== null);
   // Spreading keeps the members in order, the dates where they were.
   const line = JSON.stringify({
     ...record,

@@ -38,12 +38,10 @@ export class Recorder implements ExchangeObserver {
     return new RecordingTap(exchange, new ExchangeCapture(exchange.req, this.#options.maxBodyBytes), this.#backlog);
   }
 
-  /** Builds the records of every exchange that has ended, and resolves once the sinks have them. */
-  flush(): Promise<void> {
-    return this.#backlog.flush();
-  }
-
-  /** Flushes, and from now on builds each record as its exchange ends (the process is stopping). */
+  /**
+   * Builds the records of every exchange that has ended, resolves once the sinks have them, and
+   * from now on builds each record as its exchange ends (the process is stopping).
+   */
   close(): Promise<void> {
     return this.#backlog.close();
   }
@@ -85,6 +83,7 @@ export const RECORD_BATCH_MS = 5;
 export function recordBatchMs(fsync: FsyncPolicy | null): number {
   return fsync === 'always' ? 0 : RECORD_BATCH_MS;
 }
+
 /** A backlog this long is built at once, whatever its age. */
 const RECORD_BATCH_MAX = 256;
 
@@ -113,14 +112,10 @@ class Backlog {
     else this.#timer ??= setTimeout(() => this.#drain(), this.#delayMs).unref();
   }
 
-  async flush(): Promise<void> {
+  async close(): Promise<void> {
+    this.#delayMs = 0;
     this.#drain();
     await Promise.all(this.#building);
-  }
-
-  close(): Promise<void> {
-    this.#delayMs = 0;
-    return this.flush();
   }
 
   #drain(): void {
