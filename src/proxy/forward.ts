@@ -6,13 +6,12 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
-import { relay } from './relay.ts';
 import { originFormTarget, type Router, type UpstreamTarget } from './routes.ts';
 
 export interface ForwarderOptions {
@@ -218,9 +217,16 @@ class ForwardedExchange {
     // An event stream's head goes out now: a reasoning model may think long before its first event.
     if (String(responseHeaders['content-type'] ?? '').startsWith('text/event-stream')) res.flushHeaders();
     // An upstream body that breaks cuts the client's response too (respondWithError destroys a
-    // started one).
-    relay(upstreamBody, transform, res, (err) => this.#fail(upstreamError(err, this.#origin, true)));
+    // started one), classified before the pipeline reports the client side closing.
+    upstreamBody.once('error', (err: Error) => this.#failMidResponse(err));
+    if (transform === null) pipeline(upstreamBody, res, (err) => this.#failMidResponse(err));
+    else pipeline(upstreamBody, transform, res, (err) => this.#failMidResponse(err));
     if (this.#taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => this.#taps.responseChunk(chunk));
+  }
+
+  /** Also the pipeline's callback, which calls back with null (or undefined) on success. */
+  #failMidResponse(err: Error | null | undefined): void {
+    if (err !== null && err !== undefined) this.#fail(upstreamError(err, this.#origin, true));
   }
 
   #fail(err: ProxyError): void {
