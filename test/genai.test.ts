@@ -93,6 +93,12 @@ describe('routeTemplate', () => {
     assert.equal(routeTemplate('/v2/batches/batch_9'), '/v2/batches/{id}');
     assert.equal(routeTemplate('/'), '/');
   });
+
+  test('gives the same routes once its memo of recent paths has filled and been emptied', () => {
+    for (let i = 0; i < 1000; i++) assert.equal(routeTemplate(`/v1/files/file-${i}/content`), '/v1/files/{id}/content');
+    assert.equal(routeTemplate('/v1/chat/completions'), '/v1/chat/completions');
+    assert.equal(routeTemplate('/v1/files/file-7/content'), '/v1/files/{id}/content');
+  });
 });
 
 describe('clientSpanName', () => {

@@ -177,3 +177,18 @@ test('the scraper gets OpenMetrics with trace-id exemplars when tracing is on, a
     await new Promise<void>((resolve) => sink.close(() => resolve()));
   }
 });
+
+test('in-flight counts the exchanges open at scrape time', async () => {
+  const inFlight = async (): Promise<number | undefined> =>
+    sample((await scrape(proxy.adminUrl)).text, 'openai_proxy_requests_in_flight', { kind: 'http' });
+  const slow = [1, 2].map(() => chat('gpt-4o', { 'x-test-delay-ms': '700' }));
+  let seen: number | undefined;
+  for (let i = 0; i < 50 && seen !== 2; i++) {
+    seen = await inFlight();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.equal(seen, 2);
+  assert.equal(sample((await scrape(proxy.adminUrl)).text, 'openai_proxy_requests_in_flight', { kind: 'websocket' }), 0);
+  await Promise.all(slow);
+  assert.equal(await inFlight(), 0);
+});

@@ -11,12 +11,23 @@ import type { AuditRecord } from '../audit/record.ts';
 import { genAiOperationName, openaiApiType } from '../capture/operation.ts';
 import * as sc from './semconv.ts';
 
+// The routes of recent paths. A few paths carry nearly all the traffic; ids in paths make their
+// number unbounded, so the memo is emptied when full.
+const routes = new Map<string, string>();
+const MAX_ROUTES = 256;
+
 /** A path as a low-cardinality route: segments that look like ids (digits, dashes) become `{id}`; `v1`, `v2`… stay. */
 export function routeTemplate(path: string): string {
-  return path
-    .split('/')
-    .map((segment) => (/[0-9-]/.test(segment) && !/^v\d+$/.test(segment) ? '{id}' : segment))
-    .join('/');
+  let route = routes.get(path);
+  if (route === undefined) {
+    route = path
+      .split('/')
+      .map((segment) => (/[0-9-]/.test(segment) && !/^v\d+$/.test(segment) ? '{id}' : segment))
+      .join('/');
+    if (routes.size >= MAX_ROUTES) routes.clear();
+    routes.set(path, route);
+  }
+  return route;
 }
 
 /** `chat gpt-4o` for inference calls, per the GenAI conventions; else `{method}`. */

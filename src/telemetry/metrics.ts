@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelV
 import type { AuditRecord } from '../audit/record.ts';
 import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
-import type { ExchangeObserver } from '../proxy/observer.ts';
+import type { Exchange, ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
 import { BoundedLabel, operationLabel } from './labels.ts';
 
@@ -43,6 +43,7 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly overhead: Histogram<'operation'>;
   readonly tokens: Counter<'model' | 'institution' | 'type'>;
   readonly inFlight: Gauge<'kind'>;
+  readonly #inFlight: Record<Exchange['kind'], number> = { http: 0, websocket: 0 };
   readonly requestBytes: Counter<'operation'>;
   readonly responseBytes: Counter<'operation'>;
   readonly upstreamFailures: Counter<'outcome'>;
@@ -98,11 +99,15 @@ export class ProxyMetrics implements MetricsEndpoint {
       labelNames: ['model', 'institution', 'type'],
       registers,
     });
+    const inFlight = this.#inFlight;
     this.inFlight = new Gauge({
       name: 'openai_proxy_requests_in_flight',
       help: 'Exchanges in progress (kind: http or websocket).',
       labelNames: ['kind'],
       registers,
+      collect(this: Gauge<'kind'>) {
+        for (const [kind, count] of Object.entries(inFlight)) this.set({ kind }, count);
+      },
     });
     this.requestBytes = new Counter({ name: 'openai_proxy_request_bytes_total', help: 'Request body bytes received from clients.', labelNames: ['operation'], registers });
     this.responseBytes = new Counter({ name: 'openai_proxy_response_bytes_total', help: 'Response body bytes received from upstream.', labelNames: ['operation'], registers });
@@ -181,9 +186,12 @@ export class ProxyMetrics implements MetricsEndpoint {
   /** Counts exchanges in flight; the rest is recorded from the finished exchange's record. */
   readonly observer: ExchangeObserver = {
     start: (exchange) => {
-      const labels = { kind: exchange.kind };
-      this.inFlight.inc(labels);
-      return { end: () => this.inFlight.dec(labels) };
+      // Counted here and read at scrape time: a gauge update per exchange start and end would
+      // hash and validate its labels twice per request.
+      const inFlight = this.#inFlight;
+      const kind = exchange.kind;
+      inFlight[kind]++;
+      return { end: () => inFlight[kind]-- };
     },
   };
 
