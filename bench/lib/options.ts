@@ -58,7 +58,10 @@ export function parseOptions(argv: string[]): Settings {
     variants,
     latencyS: quick ? 2 : 5,
     throughputS: quick ? 2 : 5,
-    warmupS: 1, // per endpoint per round, after a restart; enough for the JIT, cheap on the time budget
+    // Per endpoint per round, after a restart. Measured in 2 s windows at c=64 from start, CPU per
+    // request settles after ~2 s for the pipes but ~8-10 s for the proxy with audit and tracing
+    // (more code for the JIT: its compiler threads were still busy after 1 s).
+    warmupS: quick ? 2 : 10,
     streamRequests: quick ? 6 : 10,
     transferBytes: (quick ? 32 : 200) * MiB,
     out: out ?? (selfTest ? SELF_TEST_OUT : DEFAULT_OUT),
