@@ -14,11 +14,15 @@ export function throughputRun(durationS: number): WrkRun {
 async function measure(ctx: RoundContext, endpoint: Endpoint): Promise<WrkResult> {
   const run = throughputRun(ctx.settings.throughputS);
   const url = `${endpoint.baseUrl}/v1/chat/completions`;
-  if (endpoint.name !== 'proxy+audit' || endpoint.journal === null) return runWrk(run, url);
-  const before = await endpoint.journal.size();
+  const journal = endpoint.journal;
+  if (journal === null) return runWrk(run, url);
+  const before = await journal.size();
   const result = await runWrk(run, url);
-  await endpoint.journal.settle(1000); // records still buffered when wrk stops were written during the run
-  const after = await endpoint.journal.size();
+  // Records still batched when wrk stops, and proxy+full's last span export (within 200 ms), are
+  // part of the run: its CPU is read after the journal has been quiet for a second.
+  await journal.settle(1000);
+  if (endpoint.name !== 'proxy+audit') return result;
+  const after = await journal.size();
   const records = after.records - before.records;
   ctx.samples.add('auditRecordsPerS', endpoint.name, records / result.seconds);
   ctx.samples.add('auditMBPerS', endpoint.name, (after.bytes - before.bytes) / 1e6 / result.seconds);
@@ -32,8 +36,7 @@ export async function throughput(ctx: RoundContext): Promise<void> {
   for (const endpoint of ctx.order) {
     const cpuBefore = cpuSeconds(endpoint.pid);
     const result = await measure(ctx, endpoint);
-    // For proxy+audit, after its journal has settled: the records of the run are part of its cost.
-    // (proxy+full's last batch and span export fall just outside: a few ms of a 5 s run.)
+    // For proxy+audit and proxy+full, read once their journal has settled (see measure).
     const cpuUs = ((cpuSeconds(endpoint.pid) - cpuBefore) * 1e6) / Math.max(1, result.requests);
     noteSocketErrors(ctx, endpoint, 'throughput', result);
     rps.set(endpoint.name, result.rps);
