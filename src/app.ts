@@ -10,6 +10,7 @@ import { createAdminServer, type MetricsEndpoint } from './admin.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage } from './log.ts';
 import { createDispatcher } from './proxy/dispatcher.ts';
+import { WebSocketEgress } from './proxy/egress.ts';
 import { ShuttingDownError, type ProxyError } from './proxy/errors.ts';
 import { createForwarder, type BodyRewriter } from './proxy/forward.ts';
 import { ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
@@ -57,6 +58,7 @@ export async function startProxy(config: Config, components: Components): Promis
   let draining = false;
   const dispatcher: Dispatcher = createDispatcher(config);
   const router = new Router(config.upstreamUrl, config.routes);
+  const egress = new WebSocketEgress(config.egressProxy);
   const observers = new ObserverSet((err, stage) => {
     components.onTapFailure?.(stage);
     every(`tap:${stage}`, 10_000, 'error', 'observer failed; the exchange went on', { stage, error: errorMessage(err) });
@@ -89,6 +91,7 @@ export async function startProxy(config: Config, components: Components): Promis
     admission: () => (draining ? new ShuttingDownError('proxy is shutting down') : admission()),
     upstreamCa: config.upstreamCa,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 60_000),
+    egressAgent: (origin) => egress.agentFor(origin),
   });
   const upgraded = new Set<Duplex>();
   // node:http hands over an upgrade pipelined behind a request at once; answering it then would

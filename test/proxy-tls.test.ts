@@ -85,3 +85,27 @@ test('HTTPS_PROXY sends upstream traffic through the egress proxy; NO_PROXY exem
     await exempt.close();
   }
 });
+
+test('WebSocket sessions go through the egress proxy too (wss and ws), and NO_PROXY exempts them', async () => {
+  const plainUpstream = await startUpstream();
+  const proxies = [
+    await startTestProxy({ UPSTREAM_URL: tlsUpstream.url, UPSTREAM_CA_FILE: certs.caFile, HTTPS_PROXY: egress.url }),
+    await startTestProxy({ UPSTREAM_URL: plainUpstream.url, HTTP_PROXY: egress.url }),
+    await startTestProxy({ UPSTREAM_URL: tlsUpstream.url, UPSTREAM_CA_FILE: certs.caFile, HTTPS_PROXY: egress.url, NO_PROXY: '127.0.0.1' }),
+  ];
+  const before = egress.tunnels.length;
+  try {
+    for (const proxy of proxies) {
+      const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/v1/realtime?model=m`, { headers: { authorization: 'Bearer sk-egress' } });
+      await once(ws, 'open');
+      ws.send(JSON.stringify({ type: 'response.create' }));
+      await once(ws, 'message');
+      ws.close(1000);
+      await once(ws, 'close');
+    }
+    assert.deepEqual(egress.tunnels.slice(before), [`127.0.0.1:${tlsUpstream.port}`, `127.0.0.1:${plainUpstream.port}`]);
+  } finally {
+    for (const proxy of proxies) await proxy.close();
+    await plainUpstream.close();
+  }
+});

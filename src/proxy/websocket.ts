@@ -3,7 +3,7 @@
  * client's headers and subprotocols; only once upstream accepts does the client's handshake
  * complete, with the protocol upstream chose. Messages then flow both ways, close codes pass through.
  */
-import type { IncomingMessage } from 'node:http';
+import type { Agent, IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -20,6 +20,8 @@ export interface WebSocketProxyOptions {
   admission: () => ProxyError | null;
   upstreamCa: Buffer | null;
   handshakeTimeoutMs: number;
+  /** The agent that tunnels to an upstream origin through the egress proxy, or undefined. */
+  egressAgent: (origin: string) => Agent | undefined;
 }
 
 export interface WebSocketClose {
@@ -137,6 +139,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
         headers: headerObject(flat),
         ca: options.upstreamCa ?? undefined,
         handshakeTimeout: options.handshakeTimeoutMs,
+        agent: options.egressAgent(resolved.origin),
       });
     } catch (err) {
       return rejectHandshake(socket, exchange, new MalformedRequestError(`cannot open the upstream WebSocket: ${(err as Error).message}`));
