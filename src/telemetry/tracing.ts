@@ -130,7 +130,6 @@ function stripTraceHeaders(headers: string[]): void {
   }
 }
 
-// Query parameters whose values semconv says to redact from url.* (plus Azure's api-key).
 /** The SDK that registered itself with the API globals last; only it may unregister them. */
 let registered: NodeSDK | null = null;
 
