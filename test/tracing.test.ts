@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { propagation, trace } from '@opentelemetry/api';
+import { context, createContextKey, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { exporterConfig } from '../src/telemetry/tracing.ts';
@@ -294,6 +294,12 @@ describe('a traced proxy', () => {
     const seen = upstream.requests.find((r) => r.headers.traceparent?.includes(client.spanId));
     assert.equal(seen?.headers.traceparent, `00-${server.traceId}-${client.spanId}-01`);
     assert.deepEqual((await recordOf(proxy, reply.id)).trace, { traceId: server.traceId, spanId: server.spanId });
+  });
+
+  test('no context is tracked, even after spans were exported: the SDK default (AsyncLocalStorage, async hooks on every promise) is not installed', async () => {
+    await spansOf(receiver, (await post(proxy, '/v1/chat/completions', chatBody())).id);
+    const key = createContextKey('probe');
+    assert.equal(context.with(ROOT_CONTEXT.setValue(key, 1), () => context.active()), ROOT_CONTEXT);
   });
 
   test('a Realtime WebSocket session gets a SERVER and a CLIENT span, and upstream the CLIENT span as parent', async () => {

@@ -30,6 +30,7 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { AuditRecord } from '../audit/record.ts';
+import { ExplicitContextOnly } from './explicit-context.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { splitTarget } from '../proxy/routes.ts';
 import { redactQuery } from '../audit/redact-query.ts';
@@ -168,6 +169,7 @@ export class Tracing {
       metricReaders: [],
       logRecordProcessors: [],
       instrumentations: [],
+      contextManager: new ExplicitContextOnly(),
     });
     disableGlobals();
     sdk.start();
