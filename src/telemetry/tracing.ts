@@ -30,11 +30,11 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { AuditRecord } from '../audit/record.ts';
-import { ExplicitContextOnly } from './explicit-context.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { splitTarget } from '../proxy/routes.ts';
 import { redactQuery } from '../audit/redact-query.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
+import { ExplicitContextOnly } from './explicit-context.ts';
 import { clientOutcome, clientSpanName, contentAttributes, genaiAttributes, routeTemplate, serverOutcome } from './genai.ts';
 import {
   ATTR_GEN_AI_OPERATION_NAME,
