@@ -10,7 +10,6 @@ export interface Settings {
   latencyS: number;
   throughputS: number;
   warmupS: number;
-  rewarmS: number;
   streamRequests: number;
   transferBytes: number;
   out: string;
@@ -63,12 +62,6 @@ export function parseOptions(argv: string[]): Settings {
     // request settles after ~2 s for the pipes but ~8-10 s for the proxy with audit and tracing
     // (more code for the JIT: its compiler threads were still busy after 1 s).
     warmupS: quick ? 2 : 10,
-    // Before each latency and throughput window, on the server about to be measured: an idle
-    // server's heap is shrunk by V8's memory reducer, and the first seconds of load after some
-    // 30 s of idling cost the audit variant ~1,050 µs per request against ~500 warm (the undici
-    // pipe ~600 against ~400; no difference with --no-memory-reducer). Without it, each window
-    // would time the servers waking up, and those that allocate most would pay most.
-    rewarmS: quick ? 1 : 2,
     streamRequests: quick ? 6 : 10,
     transferBytes: (quick ? 32 : 200) * MiB,
     out: out ?? (selfTest ? SELF_TEST_OUT : DEFAULT_OUT),

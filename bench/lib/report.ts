@@ -137,7 +137,7 @@ export function renderReport(input: ReportInput): string {
     ['Node', process.version],
     ['CPUs', `${os.availableParallelism()} × ${cpu}`],
     ['load average at start / end', `${load(input.loadStart)} / ${load(os.loadavg())}`],
-    ['rounds', `${settings.rounds}; every round restarts, verifies and warms up (wrk -t2 -c64 -d${settings.warmupS}s) each server, and rotates the endpoint order; every latency and throughput window comes right after wrk -t2 -c64 -d${settings.rewarmS}s on the same server`],
+    ['rounds', `${settings.rounds}; every round restarts, verifies and warms up (wrk -t2 -c64 -d${settings.warmupS}s) each server, and rotates the endpoint order`],
     ['latency', `wrk ${input.wrk.latency}, POST /v1/chat/completions (bench/wrk/chat.lua)`],
     ['throughput', `wrk ${input.wrk.throughput}, same script`],
     ['streaming', `${settings.streamRequests} requests/round on a warm connection, ${STREAM_CHUNKS} chunks ${STREAM_CHUNK_GAP_MS} ms apart + usage + [DONE]`],

@@ -3,7 +3,6 @@
 import type { EndpointName } from '../lib/endpoints.ts';
 import { runWrk, type WrkRun } from '../lib/wrk.ts';
 import { noteSocketErrors, pause, type RoundContext } from './context.ts';
-import { rewarm } from './throughput.ts';
 
 export function latencyRun(durationS: number): WrkRun {
   return { threads: 1, connections: 1, durationS, latency: true };
@@ -13,7 +12,6 @@ export async function latency(ctx: RoundContext): Promise<void> {
   const p50 = new Map<EndpointName, number>();
   const p99 = new Map<EndpointName, number>();
   for (const endpoint of ctx.order) {
-    await rewarm(ctx, endpoint);
     const result = await runWrk(latencyRun(ctx.settings.latencyS), `${endpoint.baseUrl}/v1/chat/completions`);
     noteSocketErrors(ctx, endpoint, 'latency', result);
     if (result.p50Ms === null || result.p99Ms === null) throw new Error(`wrk printed no latency distribution for ${endpoint.name}`);

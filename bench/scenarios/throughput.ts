@@ -11,12 +11,6 @@ export function throughputRun(durationS: number): WrkRun {
   return { threads: 2, connections: 64, durationS, latency: false };
 }
 
-/** Load right before a measured window (see Settings.rewarmS), and the pause that lets it finish. */
-export async function rewarm(ctx: RoundContext, endpoint: Endpoint): Promise<void> {
-  await runWrk(throughputRun(ctx.settings.rewarmS), `${endpoint.baseUrl}/v1/chat/completions`);
-  await pause(endpoint);
-}
-
 async function measure(ctx: RoundContext, endpoint: Endpoint): Promise<WrkResult> {
   const run = throughputRun(ctx.settings.throughputS);
   const url = `${endpoint.baseUrl}/v1/chat/completions`;
@@ -40,7 +34,6 @@ export async function throughput(ctx: RoundContext): Promise<void> {
   const rps = new Map<EndpointName, number>();
   const cpu = new Map<EndpointName, number>();
   for (const endpoint of ctx.order) {
-    await rewarm(ctx, endpoint);
     const cpuBefore = cpuSeconds(endpoint.pid);
     const result = await measure(ctx, endpoint);
     // For proxy+audit and proxy+full, read once their journal has settled (see measure).
