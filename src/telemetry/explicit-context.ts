@@ -1,9 +1,9 @@
 /**
  * A context manager that tracks nothing: `active()` is always the root context. The proxy gives
- * every span its parent explicitly, so it needs none; registering it keeps the SDK from installing
- * its default, whose AsyncLocalStorage turns on async hooks on Node 20 for every promise and
- * socket of the process (46–94 µs of CPU per exchange with tracing on, in two interleaved A/B runs). The API's
- * own NoopContextManager does the same but is not exported.
+ * every span its parent explicitly, so it needs none; registering this one keeps the SDK from
+ * installing its default, whose AsyncLocalStorage turns on async hooks on Node 20 for every
+ * promise and socket of the process (46–94 µs of CPU per exchange with tracing on, in two
+ * interleaved A/B runs). The API's own NoopContextManager does the same but is not exported.
  */
 import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 
@@ -12,7 +12,12 @@ export class ExplicitContextOnly implements ContextManager {
     return ROOT_CONTEXT;
   }
 
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(_context: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    _context: Context,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
     return fn.call(thisArg, ...args);
   }
 
