@@ -615,6 +615,8 @@ describe('Dockerfile', () => {
     const health = execForm(of('HEALTHCHECK').at(-1) ?? '');
     assert.equal(cmd[0], 'node');
     assert.ok(existsSync(join(ROOT, cmd.at(-1) ?? '')), `CMD runs ${cmd.at(-1)}`);
+    const pkg = JSON.parse(read(join(ROOT, 'package.json'))) as { scripts: Record<string, string> };
+    assert.deepEqual(cmd, pkg.scripts.start?.split(' '), 'CMD runs the proxy as npm start does, with the same runtime flags');
     assert.equal(health[0], 'node', 'the health check needs nothing but node (no curl in slim images)');
     assert.ok(health.join(' ').includes('/healthz'));
 

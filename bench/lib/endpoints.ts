@@ -5,6 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, httpOk, tcpOpen, waitReady } from './ready.ts';
 import { spawnNode } from './processes.ts';
+import { RUNTIME_FLAGS } from './runtime-flags.ts';
 import { Journal } from './journal.ts';
 
 export const VARIANTS = ['pipe-http', 'pipe-undici', 'proxy', 'proxy+audit', 'proxy+full'] as const;
@@ -37,10 +38,16 @@ function slug(name: string): string {
 }
 
 /** Starts one of the bench's own servers (upstream, sink, pipes): env PORT (+ UPSTREAM_URL), ready when it accepts TCP. */
-export async function startBenchServer(name: string, file: string, workDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number; logPath: string }> {
+export async function startBenchServer(
+  name: string,
+  file: string,
+  workDir: string,
+  env: NodeJS.ProcessEnv = {},
+  nodeFlags: readonly string[] = [],
+): Promise<{ child: ChildProcess; port: number; logPath: string }> {
   const port = await freePort();
   const logPath = join(workDir, `${slug(name)}.stderr.log`);
-  const child = spawnNode(file, { ...process.env, ...env, PORT: String(port) }, logPath);
+  const child = spawnNode(file, { ...process.env, ...env, PORT: String(port) }, logPath, nodeFlags);
   await waitReady(name, child, () => tcpOpen(port), logPath);
   return { child, port, logPath };
 }
@@ -84,14 +91,14 @@ export async function startVariant(variant: Variant, ctx: StartContext): Promise
   const isProxy = PROXY_VARIANTS.includes(variant);
   if (!isProxy || ctx.selfTest) {
     const file = variant === 'pipe-http' ? 'bench/pipe-http.ts' : 'bench/pipe-undici.ts';
-    const { child, port, logPath } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl });
+    const { child, port, logPath } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl }, RUNTIME_FLAGS);
     return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal: null };
   }
   const [port, adminPort] = [await freePort(), await freePort()];
   const journal = ctx.journals.get(variant) ?? null;
   const logPath = join(ctx.workDir, `${slug(variant)}.stderr.log`);
   const env = { ...proxyEnv(variant, ctx, journal?.dir ?? ''), PORT: String(port), ADMIN_PORT: String(adminPort) };
-  const child = spawnNode('src/main.ts', env, logPath);
+  const child = spawnNode('src/main.ts', env, logPath, RUNTIME_FLAGS);
   await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
   return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal };
 }

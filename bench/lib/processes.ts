@@ -18,11 +18,11 @@ export function isRunning(child: ChildProcess): boolean {
 }
 
 /** `node --import tsx <file>` with stdout discarded and stderr appended to `logPath`. */
-export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string): ChildProcess {
+export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string, nodeFlags: readonly string[] = []): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
     // A file, not a pipe: a chatty child then costs the driver nothing and can never block on us.
-    return track(spawn(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
+    return track(spawn(process.execPath, [...nodeFlags, '--import', 'tsx', file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
   } finally {
     closeSync(fd);
   }
