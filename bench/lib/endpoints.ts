@@ -37,7 +37,7 @@ function slug(name: string): string {
   return name.replace(/[^a-z0-9]+/g, '-');
 }
 
-/** Starts one of the bench's own servers (upstream, sink, pipes): env PORT (+ UPSTREAM_URL), ready when it accepts TCP. */
+/** Starts one of the bench's own servers (upstream, sink, pipes) with `nodeFlags`: env PORT (+ UPSTREAM_URL), ready when it accepts TCP. */
 export async function startBenchServer(
   name: string,
   file: string,

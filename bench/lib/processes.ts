@@ -17,7 +17,7 @@ export function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
-/** `node --import tsx <file>` with stdout discarded and stderr appended to `logPath`. */
+/** `node <nodeFlags> --import tsx <file>` with stdout discarded and stderr appended to `logPath`. */
 export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string, nodeFlags: readonly string[] = []): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
