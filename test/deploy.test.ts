@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { parseAllDocuments } from 'yaml';
+import { RUNTIME_FLAGS } from '../bench/lib/runtime-flags.ts';
 import { loadConfig } from '../src/config.ts';
 import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
@@ -617,6 +618,7 @@ describe('Dockerfile', () => {
     assert.ok(existsSync(join(ROOT, cmd.at(-1) ?? '')), `CMD runs ${cmd.at(-1)}`);
     const pkg = JSON.parse(read(join(ROOT, 'package.json'))) as { scripts: Record<string, string> };
     assert.deepEqual(cmd, pkg.scripts.start?.split(' '), 'CMD runs the proxy as npm start does, with the same runtime flags');
+    assert.deepEqual(RUNTIME_FLAGS, cmd.slice(1, cmd.indexOf('--import')), 'npm run bench starts its servers with these flags too');
     assert.equal(health[0], 'node', 'the health check needs nothing but node (no curl in slim images)');
     assert.ok(health.join(' ').includes('/healthz'));
 
