@@ -5,7 +5,6 @@
 import { createHash } from 'node:crypto';
 import { describeError } from '../proxy/errors.ts';
 import type { Exchange } from '../proxy/observer.ts';
-import { splitTarget } from '../proxy/routes.ts';
 import type { WebSocketExchange } from '../proxy/websocket.ts';
 import { requestFactsFromJson, responseFactsFromJson, type ResponseFacts } from '../capture/openai-json.ts';
 import { operationFromPath } from '../capture/operation.ts';
@@ -68,7 +67,7 @@ function processingMs(value: string | null): number | null {
 
 function openaiInfo(ctx: RecordContext, request: CapturedBody, response: CapturedBody | null): OpenAIInfo | null {
   const { exchange, capture } = ctx;
-  const operation = operationFromPath(splitTarget(exchange.target).path);
+  const operation = operationFromPath(exchange.path);
   if (operation === null) return null;
   const requestFacts = requestFactsFromJson(request.bodyEncoding === 'json' ? request.body : capture.request.fields);
   const multipartModel = request.bodyEncoding === 'multipart' ? capture.request.fields.model : undefined;
@@ -79,7 +78,7 @@ function openaiInfo(ctx: RecordContext, request: CapturedBody, response: Capture
       ? { responseModel: null, responseId: null, finishReasons: [], usage: capture.websocket.usage, outputText: null }
       : responseFactsFromJson(response?.bodyEncoding === 'json' ? response.body : (capture.response?.fields ?? null));
   const headers = capture.responseHeaders;
-  const realtimeModel = exchange.kind === 'websocket' ? new URLSearchParams(splitTarget(exchange.target).query ?? '').get('model') : null;
+  const realtimeModel = exchange.kind === 'websocket' ? new URLSearchParams(exchange.query ?? '').get('model') : null;
   return {
     operation,
     requestModel: requestFacts.requestModel ?? (typeof multipartModel === 'string' ? multipartModel : null) ?? realtimeModel,
@@ -103,7 +102,6 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
   const response = capture.response === null ? null : await capture.response.finish();
   const own = proxyErrorResponse(exchange);
   const durationMs = (exchange.endHr ?? exchange.startHr) - exchange.startHr;
-  const { path, query } = splitTarget(exchange.target);
   const stream = capture.stream !== null;
   const record: AuditRecord = {
     _id: exchange.id,
@@ -116,7 +114,7 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     client: { address: capture.clientAddress, userAgent: req.headers['user-agent'] ?? null },
     apiKey: ctx.apiKey,
     upstream: exchange.origin ?? '',
-    request: { method: exchange.method, path, query: redactQuery(query), headers: redactor.redactRaw(req.rawHeaders), ...request },
+    request: { method: exchange.method, path: exchange.path, query: redactQuery(exchange.query), headers: redactor.redactRaw(req.rawHeaders), ...request },
     response: {
       status: exchange.status ?? own?.status ?? null,
       headers: capture.responseHeaders === null ? (own?.headers ?? {}) : redactor.redact(capture.responseHeaders),

@@ -219,8 +219,8 @@ class ForwardedExchange {
     // An upstream body that breaks cuts the client's response too (respondWithError destroys a
     // started one), classified before the pipeline reports the client side closing.
     upstreamBody.once('error', (err: Error) => this.#failMidResponse(err));
-    if (transform === null) pipeline(upstreamBody, res, (err) => this.#failMidResponse(err));
-    else pipeline(upstreamBody, transform, res, (err) => this.#failMidResponse(err));
+    const streams = transform === null ? [upstreamBody, res] : [upstreamBody, transform, res];
+    pipeline(streams, (err) => this.#failMidResponse(err));
     if (this.#taps.wantsResponseBody) upstreamBody.on('data', (chunk: Buffer) => this.#taps.responseChunk(chunk));
   }
 

@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { ProxyError } from './errors.ts';
 import type { ResponseHeaders } from './headers.ts';
+import { splitTarget } from './routes.ts';
 
 /** What the core knows of one exchange; taps read it, only the core writes it. */
 export interface Exchange {
@@ -20,6 +21,9 @@ export interface Exchange {
   readonly startHr: number;
   readonly method: string;
   readonly target: string;
+  /** The target's path and its raw query (null without `?`), split once for every tap. */
+  readonly path: string;
+  readonly query: string | null;
   origin: string | null;
   upstreamStartHr: number | null;
   responseHeadHr: number | null;
@@ -32,6 +36,8 @@ export interface Exchange {
 
 /** A fresh exchange for a request that has just arrived. */
 export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Exchange {
+  const target = req.url ?? '';
+  const { path, query } = splitTarget(target);
   return {
     id: randomUUID(),
     kind,
@@ -39,7 +45,9 @@ export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Excha
     startedAt: Date.now(),
     startHr: performance.now(),
     method: req.method ?? 'GET',
-    target: req.url ?? '',
+    target,
+    path,
+    query,
     origin: null,
     upstreamStartHr: null,
     responseHeadHr: null,

@@ -8,7 +8,6 @@ import { Readable } from 'node:stream';
 import { injectIncludeUsage, UsageChunkStripper } from '../capture/stream-usage.ts';
 import type { BodyRewriter, BodyRewritePlan } from './forward.ts';
 import type { Exchange } from './observer.ts';
-import { splitTarget } from './routes.ts';
 
 const LIMIT_BYTES = 8 * 1024 * 1024;
 const STREAMING_PATHS = /\/(chat\/)?completions$/;
@@ -54,7 +53,7 @@ export class StreamUsageInjector implements BodyRewriter {
   }
 
   plan(exchange: Exchange): BodyRewritePlan | null {
-    if (exchange.method !== 'POST' || !STREAMING_PATHS.test(splitTarget(exchange.target).path)) return null;
+    if (exchange.method !== 'POST' || !STREAMING_PATHS.test(exchange.path)) return null;
     if (!(exchange.req.headers['content-type'] ?? '').includes('json') || exchange.req.headers['content-encoding'] !== undefined) return null;
     return {
       rewriteRequest: async (body) => {

@@ -31,7 +31,6 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { AuditRecord } from '../audit/record.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
-import { splitTarget } from '../proxy/routes.ts';
 import { redactQuery } from '../audit/redact-query.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
 import { ExplicitContextOnly } from './explicit-context.ts';
@@ -184,8 +183,8 @@ export class Tracing {
   #start(exchange: Exchange): ExchangeTap {
     const req = exchange.req;
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-    const { path, query: rawQuery } = splitTarget(exchange.target);
-    const query = redactQuery(rawQuery);
+    const path = exchange.path;
+    const query = redactQuery(exchange.query);
     const operation = operationFromPath(path);
     const route = operation === null ? undefined : routeTemplate(path);
     const secure = 'encrypted' in req.socket;
