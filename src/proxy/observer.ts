@@ -20,8 +20,7 @@ export interface Exchange {
   /** performance.now() when the request arrived; the other timings are on the same clock. */
   readonly startHr: number;
   readonly method: string;
-  readonly target: string;
-  /** The target's path and its raw query (null without `?`), split once for every tap. */
+  /** The request target's path and its raw query (null without `?`), split once for every tap. */
   readonly path: string;
   readonly query: string | null;
   origin: string | null;
@@ -36,8 +35,7 @@ export interface Exchange {
 
 /** A fresh exchange for a request that has just arrived. */
 export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Exchange {
-  const target = req.url ?? '';
-  const { path, query } = splitTarget(target);
+  const { path, query } = splitTarget(req.url ?? '');
   return {
     id: randomUUID(),
     kind,
@@ -45,7 +43,6 @@ export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Excha
     startedAt: Date.now(),
     startHr: performance.now(),
     method: req.method ?? 'GET',
-    target,
     path,
     query,
     origin: null,
