@@ -10,7 +10,7 @@ import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
-import { clientResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './headers.ts';
+import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
 import { originFormTarget, type Router, type UpstreamTarget } from './routes.ts';
 
@@ -116,14 +116,18 @@ class TappedRequestBody extends Readable {
 }
 
 /** Sends an OpenAI-shaped error, or cuts the connection if the response has already started. */
-export function respondWithError(res: ServerResponse, err: ProxyError): void {
+function respondWithError(res: ServerResponse, err: ProxyError, requestId: string): void {
   if (res.destroyed || res.writableEnded) return;
   if (res.headersSent) {
     res.destroy(err);
     return;
   }
   const { status, body } = describeError(err);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    [REQUEST_ID_HEADER]: requestId,
+  });
   res.end(body);
 }
 
@@ -153,7 +157,6 @@ class ForwardedExchange {
     this.#res = res;
     this.#exchange = newExchange(req, 'http');
     this.#taps = options.observers.start(this.#exchange);
-    res.setHeader('x-proxy-request-id', this.#exchange.id);
     res.once('close', () => this.#onClose());
   }
 
@@ -213,6 +216,7 @@ class ForwardedExchange {
     const transform = plan?.responseTransform(statusCode, responseHeaders) ?? null;
     this.#taps.responseHead(statusCode, responseHeaders);
     responseHeaders['server-timing'] = serverTiming(exchange, performance.now(), responseHeaders['server-timing']);
+    responseHeaders[REQUEST_ID_HEADER] = exchange.id;
     res.writeHead(statusCode, responseHeaders);
     // An event stream's head goes out now: a reasoning model may think long before its first event.
     if (String(responseHeaders['content-type'] ?? '').startsWith('text/event-stream')) res.flushHeaders();
@@ -231,7 +235,7 @@ class ForwardedExchange {
 
   #fail(err: ProxyError): void {
     this.#exchange.error ??= err;
-    respondWithError(this.#res, err);
+    respondWithError(this.#res, err, this.#exchange.id);
   }
 
   #onClose(): void {

@@ -4,6 +4,9 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
+/** Added to every response and WebSocket handshake: the exchange's id, the audit record's `_id`. */
+export const REQUEST_ID_HEADER = 'x-proxy-request-id';
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { ClientAbortedError, MalformedRequestError, describeError, upstreamError, type ProxyError } from './errors.ts';
-import { upstreamRequestHeaders } from './headers.ts';
+import { REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
 import { originFormTarget, type Router } from './routes.ts';
 
@@ -51,7 +51,7 @@ function writeRawResponse(socket: Duplex, status: number, headers: Record<string
 function rejectHandshake(socket: Duplex, exchange: Exchange, err: ProxyError): void {
   exchange.error ??= err;
   const { status, body } = describeError(err);
-  writeRawResponse(socket, status, { 'content-type': 'application/json', 'x-proxy-request-id': exchange.id }, body);
+  writeRawResponse(socket, status, { 'content-type': 'application/json', [REQUEST_ID_HEADER]: exchange.id }, body);
 }
 
 function toWebSocketUrl(origin: string, path: string): string {
@@ -174,7 +174,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
         chunks.push(c);
       });
       response.once('end', () => {
-        const headers: Record<string, string> = { 'x-proxy-request-id': exchange.id };
+        const headers: Record<string, string> = { [REQUEST_ID_HEADER]: exchange.id };
         for (const [k, v] of Object.entries(response.headers)) {
           if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) {
             headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -193,7 +193,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
       exchange.responseHeadHr = performance.now();
       if (upstream.protocol !== '') chosenProtocol.set(req, upstream.protocol);
       const requestId = upstreamResponseHeaders['x-request-id'];
-      extraHeaders.set(req, [`x-proxy-request-id: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
+      extraHeaders.set(req, [`${REQUEST_ID_HEADER}: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
       // ws answers a bad client handshake itself and never calls back: the upstream must not outlive it.
       const orphaned = (): void => upstream.terminate();
       socket.once('close', orphaned);
