@@ -177,6 +177,12 @@ describe('byte-level transparency', () => {
     assert.match(String(res.headers['x-proxy-request-id']), /^[0-9a-f-]{36}$/);
   });
 
+  test("the proxy's x-proxy-request-id replaces one from upstream (a proxy further along), once", async () => {
+    const res = await request(`${proxy.url}/v1/models`, { headers: { 'x-test-response-header': 'x-proxy-request-id=inner' } });
+    await res.body.dump();
+    assert.match(String(res.headers['x-proxy-request-id']), /^[0-9a-f-]{36}$/);
+  });
+
   test('a compressed response is forwarded compressed, untouched', async () => {
     const direct = await request(`${upstream.url}/v1/models`, { headers: { 'accept-encoding': 'gzip' } });
     const directBytes = Buffer.from(await direct.body.arrayBuffer());
