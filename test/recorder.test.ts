@@ -8,7 +8,8 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { test } from 'node:test';
 import { HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
@@ -105,25 +106,35 @@ test('after close, what waited is built and each later record is built at once',
   assert.equal(records.length, 2);
 });
 
-/** Resolves once the proxy's server has finished its next response (node:http's own channel). */
-function responseFinished(): Promise<void> {
+/**
+ * Calls `onEnd` as the next exchange of the proxy listening on `port` ends, from its response's
+ * 'close' (node:http's finish message names the response; this listener comes after the proxy's
+ * own, which ends the exchange). The upstream emulator's server, in this process too, is told
+ * apart by its port. The client may read the response only later, while a batch timer runs:
+ * anything that must happen before such a timer has to happen here.
+ */
+function onNextExchangeEnd(port: number, onEnd: () => void): Promise<void> {
   return new Promise((resolve) => {
-    const onFinish = (): void => {
+    const onFinish = (message: unknown): void => {
+      const { response, socket } = message as { response: ServerResponse; socket: Socket };
+      if (socket.localPort !== port) return;
       unsubscribe('http.server.response.finish', onFinish);
-      resolve();
+      response.once('close', () => {
+        onEnd();
+        resolve();
+      });
     };
     subscribe('http.server.response.finish', onFinish);
   });
 }
 
 /**
- * Runs two exchanges through a real proxy with the journal on, then calls `check` as soon as the
- * second has ended. The response's 'close', which ends the exchange, follows node:http's finish
- * message on the next tick, and the setImmediate after it runs before the event loop reaches its
- * timers: at `check`, a record waiting for a batch timer is still waiting, however slow the machine.
+ * Runs two exchanges through a real proxy with the journal on, calling `atSecondEnd` as the
+ * second ends (see onNextExchangeEnd), then `check` once the client has both responses.
  */
-async function afterTwoExchanges(
+async function twoExchanges(
   env: Record<string, string>,
+  atSecondEnd: (proxy: TestProxy) => void,
   check: (proxy: TestProxy, dir: string, ids: (string | null)[]) => Promise<void>,
 ): Promise<void> {
   const upstream = await startUpstream();
@@ -132,13 +143,13 @@ async function afterTwoExchanges(
   try {
     const ids: (string | null)[] = [];
     for (let n = 0; n < 2; n++) {
-      const finished = responseFinished();
-      const res = await fetch(`${proxy.url}/v1/models`);
+      const ended = onNextExchangeEnd(Number(new URL(proxy.url).port), n === 1 ? () => atSecondEnd(proxy) : () => {});
+      // Uncompressed: a gzip body would be decoded for the record on zlib's threads, not at once.
+      const res = await fetch(`${proxy.url}/v1/models`, { headers: { 'accept-encoding': 'identity' } });
       await res.arrayBuffer();
       ids.push(res.headers.get('x-proxy-request-id'));
-      await finished;
+      await ended;
     }
-    await nextTurn();
     await check(proxy, dir, ids);
   } finally {
     await proxy.close();
@@ -148,19 +159,34 @@ async function afterTwoExchanges(
 }
 
 test('a record still waiting for its batch when the proxy shuts down reaches the journal', async () => {
-  await afterTwoExchanges({}, async (proxy, dir, ids) => {
-    // `appended` counts as records reach the journal, before any I/O: the second is still waiting.
-    assert.ok((proxy.runtime.journal?.stats.appended ?? 0) < 2, 'the second record was not built yet');
-    // Straight to the runtime, while the record still waits for its batch (drain would give it time).
-    await proxy.runtime.close();
-    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
-  });
+  let appendedAtEnd = -1;
+  let closing: Promise<void> | null = null;
+  await twoExchanges(
+    {},
+    (proxy) => {
+      // `appended` counts records as they reach the journal; the runtime closes before any timer.
+      appendedAtEnd = proxy.runtime.journal?.stats.appended ?? -1;
+      closing = proxy.runtime.close();
+    },
+    async (_proxy, dir, ids) => {
+      assert.ok(appendedAtEnd >= 0 && appendedAtEnd < 2, `the second record was waiting (appended: ${appendedAtEnd})`);
+      await closing;
+      assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
+    },
+  );
 });
 
 test('with AUDIT_FSYNC=always a record is in the journal as soon as its exchange has ended', async () => {
-  await afterTwoExchanges({ AUDIT_FSYNC: 'always' }, async (proxy, dir, ids) => {
-    assert.equal(proxy.runtime.journal?.stats.appended, 2, 'appended as its exchange ended, not after a batch delay');
-    await proxy.runtime.journal?.flush();
-    assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
-  });
+  let appendedNextTurn = -1;
+  await twoExchanges(
+    { AUDIT_FSYNC: 'always' },
+    // From the 'close' (run from the poll phase), setImmediate comes before the loop's timers.
+    (proxy) => setImmediate(() => (appendedNextTurn = proxy.runtime.journal?.stats.appended ?? -1)),
+    async (proxy, dir, ids) => {
+      await nextTurn();
+      assert.equal(appendedNextTurn, 2, 'appended as its exchange ended, not after a batch delay');
+      await proxy.runtime.journal?.flush();
+      assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
+    },
+  );
 });
