@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -192,6 +192,11 @@ test('SIGKILL mid-load, then restart: the journal reopens, every line parses, no
 
     child = startChild(dir, port, adminPort);
     await waitReady(adminPort);
+    // The restart cut the line the kill tore: every segment ends with a whole line.
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ndjson'))) {
+      const text = readFileSync(join(dir, file), 'utf8');
+      assert.ok(text === '' || text.endsWith('\n'), `${file} ends in a torn line`);
+    }
     const records = await readJournal(dir);
     const ids = new Set(records.map((r) => r._id));
     assert.equal(ids.size, records.length, 'no record twice');

@@ -8,12 +8,18 @@ import { EJSON } from 'bson';
 import type { AuditRecord } from '../../src/audit/record.ts';
 import type { TestProxy } from './proxy.ts';
 
+/**
+ * Every complete line of every segment. A line without its newline is still being written (the
+ * journal may be appending while a test reads), so it is left for a later read, as the shipper
+ * leaves it.
+ */
 export async function readJournal(dir: string): Promise<AuditRecord[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.ndjson')).sort();
   const records: AuditRecord[] = [];
   for (const file of files) {
-    const text = await readFile(join(dir, file), 'utf8');
-    for (const line of text.split('\n')) if (line !== '') records.push(EJSON.parse(line, { relaxed: true }) as AuditRecord);
+    const lines = (await readFile(join(dir, file), 'utf8')).split('\n');
+    lines.pop();
+    for (const line of lines) if (line !== '') records.push(EJSON.parse(line, { relaxed: true }) as AuditRecord);
   }
   return records;
 }
