@@ -93,7 +93,6 @@ interface Spans {
   server: Span;
   client: Span | null;
   firstChunkSeen: boolean;
-  path: string;
   /** The query with credentials redacted, as the spans show it. */
   query: string | null;
   operation: string | null;
@@ -207,7 +206,7 @@ export class Tracing {
       },
       parent,
     );
-    const spans: Spans = { server, client: null, firstChunkSeen: false, path, query, operation };
+    const spans: Spans = { server, client: null, firstChunkSeen: false, query, operation };
     this.#spans.set(exchange, spans);
     return {
       upstreamRequest: (headers) => {
@@ -232,7 +231,7 @@ export class Tracing {
       origin = originAttributes(originKey);
       this.#origins.set(originKey, origin);
     }
-    const { path, query } = spans;
+    const query = spans.query;
     // What is known before the body is read; the GenAI conventions want the provider at span start.
     const operation = genAiOperationName(spans.operation);
     return this.#tracer.startSpan(
@@ -244,7 +243,7 @@ export class Tracing {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_SERVER_ADDRESS]: origin.hostname,
           [ATTR_SERVER_PORT]: origin.port,
-          [ATTR_URL_FULL]: `${origin.origin}${path}${query === null ? '' : `?${query}`}`,
+          [ATTR_URL_FULL]: `${origin.origin}${exchange.path}${query === null ? '' : `?${query}`}`,
           ...(operation === null
             ? {}
             : { [ATTR_GEN_AI_OPERATION_NAME]: operation, [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER_NAME_VALUE_OPENAI }),
