@@ -536,6 +536,27 @@ describe('audit journal lines', () => {
     assert.deepEqual((await readRecords(dir)).map((rec) => rec.request.body), records.map((rec) => rec.request.body));
   });
 
+  test("the key's hint is written apart, so an ASCII record's line is one-byte text; any order of members still writes EJSON's line", () => {
+    const rec = realisticRecord(1);
+    // Its bodies' texts go in as bytes (the response's holds a `…` too); its other text is ASCII.
+    rec.openai = { ...rec.openai!, outputText: 'Hello' };
+    rec.request = { ...rec.request, [JSON_TEXT]: Buffer.from(JSON.stringify(rec.request.body)) };
+    rec.response = { ...rec.response, [JSON_TEXT]: Buffer.from(JSON.stringify(rec.response.body)) };
+    const apiKeyText = JSON.stringify(rec.apiKey);
+    const { pieces } = recordLine(rec);
+    assert.ok(pieces.includes(apiKeyText), 'the apiKey member is a piece of its own');
+    const others = pieces.filter((piece): piece is string => typeof piece === 'string' && piece !== apiKeyText);
+    assert.ok(others.every((piece) => /^[\x20-\x7e]*$/.test(piece)), 'the rest of the text is ASCII');
+    const { apiKey, request, response, ...rest } = rec;
+    const reordered = [
+      { ...rest, request, response, apiKey },
+      { apiKey, ...rest, request, response },
+      { ...rest, apiKey, response, request },
+      { ...rec, apiKey: null },
+    ] as AuditRecord[];
+    for (const [n, r] of reordered.entries()) assert.equal(lineOf(r), EJSON.stringify(r, { relaxed: true }), `variant ${n}`);
+  });
+
   test('a JSON body whose text would not read back the same is serialised from its parsed value', () => {
     const cases: [string, Buffer, unknown][] = [
       ['pretty-printed: a line break would end the journal line', Buffer.from('{\n  "a": 1\r\n}'), { a: 1 }],
