@@ -565,6 +565,7 @@ describe('audit journal lines', () => {
       ['a number JSON cannot write', Buffer.from('{"a":1e999}'), { a: Number.POSITIVE_INFINITY }],
       ['a duplicate key whose shadowed value EJSON would misread', Buffer.from('{"a":{"$date":"x"},"a":1}'), { a: 1 }],
       ['the same, with the dollar escaped', Buffer.from('{"a":{"\\u0024date":"x"},"a":1}'), { a: 1 }],
+      ['a duplicate key whose shadowed value has a NUL in a key', Buffer.from('{"a":{"x\\u0000y":1},"a":1}'), { a: 1 }],
     ];
     for (const [why, text, body] of cases) {
       const rec = realisticRecord(1);
