@@ -18,7 +18,10 @@ import { JSON_TEXT, type AuditRecord, type CapturedBody } from './record.ts';
 // serialised again (see `embeddable`), a third less work for the line.
 
 export interface RecordLine {
-  /** The line without its newline: text (the API key's member a piece of its own), and the JSON bodies' own bytes where they stand. */
+  /**
+   * The line without its newline: text (the API key's member a piece of its own) and the JSON
+   * bodies' own bytes where they stand.
+   */
   pieces: (string | Buffer)[];
   /** Some user keys had to be escaped (see `escapeKeys`). */
   escaped: boolean;

@@ -102,7 +102,7 @@ class Backlog {
   // A count, not a set of the builds' promises: tracking each one cost a `finally` (two more
   // promises and three closures) and a set entry per record, ~1.4 KB of garbage.
   #building = 0;
-  #idle: (() => void)[] = [];
+  #whenIdle: (() => void)[] = [];
 
   constructor(delayMs: number, build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>) {
     this.#delayMs = delayMs;
@@ -119,7 +119,7 @@ class Backlog {
   async close(): Promise<void> {
     this.#delayMs = 0;
     this.#drain();
-    if (this.#building > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    if (this.#building > 0) await new Promise<void>((resolve) => this.#whenIdle.push(resolve));
   }
 
   #drain(): void {
@@ -135,8 +135,8 @@ class Backlog {
 
   readonly #built = (): void => {
     if (--this.#building > 0) return;
-    const idle = this.#idle;
-    this.#idle = [];
+    const idle = this.#whenIdle;
+    this.#whenIdle = [];
     for (const resolve of idle) resolve();
   };
 }
