@@ -17,6 +17,7 @@ import { ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
 import { Router } from './proxy/routes.ts';
 import { createProxyServer } from './proxy/server.ts';
 import { createWebSocketProxy } from './proxy/websocket.ts';
+import { VERSION } from './version.ts';
 
 export interface Components {
   observers: ExchangeObserver[];
@@ -50,8 +51,6 @@ function listen(server: Server, port: number, host: string): Promise<string> {
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
-
-export const VERSION = '0.1.0';
 
 export async function startProxy(config: Config, components: Components): Promise<RunningProxy> {
   const startedAt = Date.now();

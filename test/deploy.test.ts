@@ -573,7 +573,13 @@ describe('Dockerfile', () => {
     assert.match(bases.at(-1) ?? '', /^node:20(\.[\d.]+)?-(bookworm-slim|alpine[\d.]*)$/);
     assert.ok(of('RUN').some((r) => /\bnpm ci\b.*--omit=dev/.test(r)), 'npm ci --omit=dev');
     const pkg = JSON.parse(read(join(ROOT, 'package.json'))) as { dependencies: Record<string, string>; scripts: Record<string, string> };
-    assert.ok('tsx' in pkg.dependencies, 'tsx is a production dependency (the runtime stage has no dev dependencies)');
+    assert.ok(!('tsx' in pkg.dependencies), 'tsx is a dev dependency: production runs the compiled dist/');
+    assert.ok(of('RUN').some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)), 'a build stage installs the compiler and compiles (npm ci runs prepare)');
+    assert.equal(pkg.scripts.prepare, 'npm run build', 'npm install compiles');
+    const runtime = instructions.slice(instructions.map(([i]) => i).lastIndexOf('FROM'));
+    const shipped = runtime.filter(([i]) => i === 'COPY').map(([, args]) => args);
+    assert.ok(shipped.some((c) => /--from=build\s+\/app\/dist\s/.test(c)), 'the runtime stage takes dist/ from the build stage');
+    assert.ok(!shipped.some((c) => /(^|\s)(\.\/)?src\b/.test(c)), 'the runtime stage ships no TypeScript sources');
   });
 
   test('COPY sources exist and the build context filter lets them through', () => {
@@ -591,7 +597,7 @@ describe('Dockerfile', () => {
       }
     }
     assert.ok(!dockerIgnored('src/main.ts', ignore));
-    for (const excluded of ['node_modules', '.git', 'data/audit/audit-1.ndjson', 'test/deploy.test.ts', 'src/.env']) {
+    for (const excluded of ['node_modules', 'dist/main.js', '.git', 'data/audit/audit-1.ndjson', 'test/deploy.test.ts', 'src/.env']) {
       assert.ok(dockerIgnored(excluded, ignore), `${excluded} stays out of the build context`);
     }
   });
@@ -618,7 +624,8 @@ describe('Dockerfile', () => {
     assert.ok(existsSync(join(ROOT, cmd.at(-1) ?? '')), `CMD runs ${cmd.at(-1)}`);
     const pkg = JSON.parse(read(join(ROOT, 'package.json'))) as { scripts: Record<string, string> };
     assert.deepEqual(cmd, pkg.scripts.start?.split(' '), 'CMD runs the proxy as npm start does, with the same runtime flags');
-    assert.deepEqual(RUNTIME_FLAGS, cmd.slice(1, cmd.indexOf('--import')), 'npm run bench starts its servers with these flags too');
+    assert.equal(cmd.at(-1), 'dist/main.js', 'production runs the compiled build, not TypeScript through a loader');
+    assert.deepEqual(RUNTIME_FLAGS, cmd.slice(1, -1), 'npm run bench starts its servers with these flags too');
     assert.equal(health[0], 'node', 'the health check needs nothing but node (no curl in slim images)');
     assert.ok(health.join(' ').includes('/healthz'));
 

@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, httpOk, tcpOpen, waitReady } from './ready.ts';
+import { PROXY_ENTRY } from './paths.ts';
 import { spawnNode } from './processes.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
 import { Journal } from './journal.ts';
@@ -98,7 +99,7 @@ export async function startVariant(variant: Variant, ctx: StartContext): Promise
   const journal = ctx.journals.get(variant) ?? null;
   const logPath = join(ctx.workDir, `${slug(variant)}.stderr.log`);
   const env = { ...proxyEnv(variant, ctx, journal?.dir ?? ''), PORT: String(port), ADMIN_PORT: String(adminPort) };
-  const child = spawnNode('src/main.ts', env, logPath, RUNTIME_FLAGS);
+  const child = spawnNode(PROXY_ENTRY, env, logPath, RUNTIME_FLAGS);
   await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
   return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal };
 }

@@ -2,6 +2,8 @@
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The compiled proxy, as `npm start` runs it; the bench compiles src/ there before it starts. */
+export const PROXY_ENTRY = 'dist/main.js';
 export const WRK_SCRIPT = 'bench/wrk/chat.lua'; // relative to ROOT, which is wrk's cwd
 export const WRK_BIN = '/usr/bin/wrk';
 export const DEFAULT_OUT = 'bench/RESULTS.md';

@@ -17,12 +17,15 @@ export function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
-/** `node <nodeFlags> --import tsx <file>` with stdout discarded and stderr appended to `logPath`. */
+/**
+ * `node <nodeFlags> <file>` (with `--import tsx` for a TypeScript file: the bench's own servers;
+ * the proxy runs compiled, as `npm start` runs it), stdout discarded and stderr appended to `logPath`.
+ */
 export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string, nodeFlags: readonly string[] = []): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
     // A file, not a pipe: a chatty child then costs the driver nothing and can never block on us.
-    return track(spawn(process.execPath, [...nodeFlags, '--import', 'tsx', file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
+    return track(spawn(process.execPath, [...nodeFlags, ...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
   } finally {
     closeSync(fd);
   }

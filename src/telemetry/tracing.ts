@@ -33,6 +33,7 @@ import type { AuditRecord } from '../audit/record.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { redactQuery } from '../audit/redact-query.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
+import { VERSION } from '../version.ts';
 import { ExplicitContextOnly } from './explicit-context.ts';
 import { clientOutcome, clientSpanName, contentAttributes, genaiAttributes, routeTemplate, serverOutcome } from './genai.ts';
 import {
@@ -44,7 +45,6 @@ import {
 } from './semconv.ts';
 
 const SERVICE_NAME = 'openai-api-proxy';
-const VERSION = '0.1.0';
 
 type Env = Record<string, string | undefined>;
 type ExporterConfig = NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>;
