@@ -87,11 +87,11 @@ export function parseRequestTarget(url: string | undefined): RequestTarget {
     const rest = url.slice(match[0].length);
     target = rest.startsWith('/') ? rest : `/${rest}`;
   }
-  const { path, query } = splitTarget(target);
-  if (hasDotSegment(path)) {
+  const split = splitTarget(target);
+  if (hasDotSegment(split.path)) {
     throw new InvalidRequestTargetError('request path contains a dot segment ("." or "..", possibly percent-encoded); send the resolved path');
   }
-  return { path, query };
+  return split;
 }
 
 /**
@@ -120,6 +120,8 @@ const ENCODED_DOT = /%2e/gi;
 // `/`, its percent-encodings, and `\` with its own: servers that decode `%2F` before resolving, or
 // that treat `\` as `/` (the WHATWG URL parser does, for ws: and http: URLs), split segments there.
 const SEPARATOR = /%2f|%5c|\\/gi;
+// The same rule for a path without percent-encoding.
+const RAW_DOT_SEGMENT = /(?:^|[/\\])\.{1,2}(?:$|[/\\;])/;
 
 /**
  * Whether a path has a `.` or `..` segment, raw or percent-encoded (`%2e%2e`, `.%2E`), also
@@ -133,8 +135,8 @@ const SEPARATOR = /%2f|%5c|\\/gi;
  * comparison, not to intermediaries). An encoded slash alone is not refused: ids may carry one.
  */
 export function hasDotSegment(path: string): boolean {
-  // Nearly every path has neither a dot nor a percent sign.
-  if (path.indexOf('.') === -1 && path.indexOf('%') === -1) return false;
+  // Nearly every path has no percent sign: one regular expression tells.
+  if (path.indexOf('%') === -1) return RAW_DOT_SEGMENT.test(path);
   let decoded = path;
   for (let i = 0; i < 3 && decoded.indexOf('%25') !== -1; i++) decoded = decoded.replace(ENCODED_PERCENT, '%');
   decoded = decoded.replace(ENCODED_DOT, '.').replace(SEPARATOR, '/');
