@@ -1,6 +1,8 @@
 // Maps a request path to a bounded operation name (a metric label, so ids never leak into it)
 // and an operation to the OpenTelemetry GenAI `gen_ai.operation.name` and `openai.api.type`.
 
+import { hasDotSegment } from '../proxy/routes.ts';
+
 // Resources whose second segment names the operation: `/v1/audio/speech` → `audio.speech`.
 const GROUPS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
   ['chat', new Set(['completions'])],
@@ -44,6 +46,9 @@ export function operationFromPath(path: string): string | null {
 }
 
 function parseOperation(path: string): string | null {
+  // The proxy refuses a path with a dot segment (routes.ts): it names no operation, whatever its words.
+  const query = path.indexOf('?');
+  if (hasDotSegment(query === -1 ? path : path.slice(0, query))) return null;
   const segments = pathSegments(path);
   const head = segments[0];
   if (head === undefined || !PLAIN_WORD.test(head)) return null;

@@ -12,7 +12,7 @@ import type { Dispatcher } from 'undici';
 import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
-import { originFormTarget, type Router, type UpstreamTarget } from './routes.ts';
+import type { Router, UpstreamTarget } from './routes.ts';
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher;
@@ -165,15 +165,11 @@ class ForwardedExchange {
     const req = this.#req;
     const refused = options.admission();
     if (refused !== null) return this.#fail(refused);
-    let target: string;
-    try {
-      target = originFormTarget(req.url);
-    } catch (err) {
-      return this.#fail(err as ProxyError);
-    }
-    const upstream = options.router.resolve(target);
+    if (this.#exchange.targetError !== null) return this.#fail(this.#exchange.targetError);
+    const upstream = options.router.resolve(this.#exchange);
     this.#origin = upstream.origin;
     this.#exchange.origin = upstream.origin;
+    this.#exchange.upstreamPath = upstream.pathname;
     const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders);
     if (options.forwardedHeaders) {
       headers.push(...forwardedHeaders(req.headers, req.socket.remoteAddress, 'encrypted' in req.socket));

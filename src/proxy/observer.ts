@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { ProxyError } from './errors.ts';
+import { InvalidRequestTargetError, type ProxyError } from './errors.ts';
 import type { ResponseHeaders } from './headers.ts';
-import { splitTarget } from './routes.ts';
+import { parseRequestTarget, refusedTarget, type RequestTarget } from './routes.ts';
 
 /** What the core knows of one exchange; taps read it, only the core writes it. */
 export interface Exchange {
@@ -20,10 +20,18 @@ export interface Exchange {
   /** performance.now() when the request arrived; the other timings are on the same clock. */
   readonly startHr: number;
   readonly method: string;
-  /** The request target's path and its raw query (null without `?`), split once for every tap. */
+  /**
+   * The origin-form target's path and its raw query (null without `?`), split once for every
+   * tap: what is routed is what is recorded, measured and traced. An absolute-form target's
+   * authority (and userinfo) is gone. For a refused target, what refusedTarget keeps of it.
+   */
   readonly path: string;
   readonly query: string | null;
+  /** Why the request target is refused (dot segments, unsupported form), or null. */
+  readonly targetError: InvalidRequestTargetError | null;
   origin: string | null;
+  /** The path sent upstream (the origin's base path and the request path), without the query; null until routed. */
+  upstreamPath: string | null;
   upstreamStartHr: number | null;
   responseHeadHr: number | null;
   status: number | null;
@@ -35,7 +43,16 @@ export interface Exchange {
 
 /** A fresh exchange for a request that has just arrived. */
 export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Exchange {
-  const { path, query } = splitTarget(req.url ?? '');
+  let target: RequestTarget;
+  let targetError: InvalidRequestTargetError | null = null;
+  try {
+    target = parseRequestTarget(req.url);
+  } catch (err) {
+    // A refused target still gets its record (outcome rejected), under a path free of secrets.
+    targetError = err instanceof InvalidRequestTargetError ? err : new InvalidRequestTargetError('invalid request target');
+    target = refusedTarget(req.url);
+  }
+  const { path, query } = target;
   return {
     id: randomUUID(),
     kind,
@@ -45,7 +62,9 @@ export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Excha
     method: req.method ?? 'GET',
     path,
     query,
+    targetError,
     origin: null,
+    upstreamPath: null,
     upstreamStartHr: null,
     responseHeadHr: null,
     status: null,

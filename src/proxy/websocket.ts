@@ -11,7 +11,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { ClientAbortedError, MalformedRequestError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
-import { originFormTarget, type Router } from './routes.ts';
+import type { Router } from './routes.ts';
 
 export interface WebSocketProxyOptions {
   router: Router;
@@ -119,14 +119,10 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     }
     const refused = options.admission();
     if (refused !== null) return rejectHandshake(socket, exchange, refused);
-    let target: string;
-    try {
-      target = originFormTarget(req.url);
-    } catch (err) {
-      return rejectHandshake(socket, exchange, err as ProxyError);
-    }
-    const resolved = options.router.resolve(target);
+    if (exchange.targetError !== null) return rejectHandshake(socket, exchange, exchange.targetError);
+    const resolved = options.router.resolve(exchange);
     exchange.origin = resolved.origin;
+    exchange.upstreamPath = resolved.pathname;
     const flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
     taps.upstreamRequest(flat);
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');

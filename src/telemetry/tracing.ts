@@ -243,7 +243,8 @@ export class Tracing {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
           [ATTR_SERVER_ADDRESS]: origin.hostname,
           [ATTR_SERVER_PORT]: origin.port,
-          [ATTR_URL_FULL]: `${origin.origin}${exchange.path}${query === null ? '' : `?${query}`}`,
+          // The URL actually requested: the origin's base path included, the query redacted.
+          [ATTR_URL_FULL]: `${origin.origin}${exchange.upstreamPath ?? exchange.path}${query === null ? '' : `?${query}`}`,
           ...(operation === null
             ? {}
             : { [ATTR_GEN_AI_OPERATION_NAME]: operation, [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER_NAME_VALUE_OPENAI }),
