@@ -207,3 +207,23 @@ test('a stream cut when the shutdown grace runs out is recorded as shutdown, not
     await p.runtime.close();
   }
 });
+
+test('a WebSocket session cut by the shutdown is recorded as shutdown', async () => {
+  const p = await startTestProxy({ UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: mkdtempSync(join(tmpdir(), 'edge-drain-ws-')) });
+  try {
+    const ws = new WebSocket(`${p.url.replace(/^http/, 'ws')}/v1/realtime?model=m`, { headers: { authorization: 'Bearer sk-x' } });
+    ws.on('error', () => undefined);
+    const upgraded = once(ws, 'upgrade');
+    const opened = once(ws, 'open');
+    const [response] = (await upgraded) as [import('node:http').IncomingMessage];
+    await opened;
+    const closed = once(ws, 'close');
+    await p.drain(50);
+    await closed;
+    const record = await recordOf(p, String(response.headers['x-proxy-request-id']));
+    assert.equal(record.outcome, 'shutdown');
+    assert.equal(record.websocket?.closeCode, 1006);
+  } finally {
+    await p.runtime.close();
+  }
+});
