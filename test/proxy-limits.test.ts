@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -17,6 +18,7 @@ import { loadConfig } from '../src/config.ts';
 import { recordOf } from './support/audit.ts';
 import { until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
+import { makeCertificates } from './support/tls.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
 
 let upstream: Upstream;
@@ -249,6 +251,37 @@ describe('MAX_CLIENT_CONNECTIONS', () => {
       await proxy.close();
     }
   });
+});
+
+test('over TLS: a silent connection is closed when idle, one beyond the cap is closed before the handshake', async () => {
+  const certs = makeCertificates();
+  const proxy = await startTestProxy({
+    UPSTREAM_URL: upstream.url,
+    TLS_CERT_FILE: certs.certFile,
+    TLS_KEY_FILE: certs.keyFile,
+    MAX_CLIENT_CONNECTIONS: '1',
+    CLIENT_IDLE_TIMEOUT_MS: '1000',
+  });
+  const port = Number(new URL(proxy.url).port);
+  const connect = (): tls.TLSSocket => tls.connect({ port, host: '127.0.0.1', ca: certs.ca, servername: 'localhost' });
+  try {
+    const silent = connect();
+    const silentClosed = once(silent, 'close');
+    await once(silent, 'secureConnect');
+    const started = Date.now();
+
+    const extra = connect();
+    let secured = false;
+    extra.on('secureConnect', () => (secured = true));
+    extra.on('error', () => undefined);
+    await within(new Promise((resolve) => extra.once('close', resolve)), 5000, 'the connection over the cap closing');
+    assert.equal(secured, false, 'no handshake beyond the cap');
+
+    await within(silentClosed, 5000, 'the silent TLS connection closing');
+    assert.ok(Date.now() - started >= 800, 'not before the idle timeout');
+  } finally {
+    await proxy.close();
+  }
 });
 
 describe('WS_MAX_MESSAGE_BYTES', () => {
