@@ -203,6 +203,17 @@ describe('client timeouts', () => {
     assert.equal(((await res.body.json()) as { bytes: number }).bytes, chunks * 1000);
   });
 
+  test('an upload held back by upstream (backpressure) past the body timeout is not the client stalling', async () => {
+    const size = 32 * 1024 * 1024;
+    const res = await request(`${proxy.url}/sink`, {
+      method: 'POST',
+      headers: { 'content-length': String(size), 'x-test-read-delay-ms': '1000' },
+      body: Buffer.alloc(size, 0x63),
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(((await res.body.json()) as { bytes: number }).bytes, size);
+  });
+
   test('a stream that keeps sending, and a wait for upstream longer than every client timeout, are never cut', async () => {
     const res = await request(`${proxy.url}/v1/chat/completions`, {
       method: 'POST',

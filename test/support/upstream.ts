@@ -500,6 +500,9 @@ async function handle(em: Emulator, req: http.IncomingMessage, res: http.ServerR
     c.gone = true;
     if (!res.writableFinished && !c.selfReset && !em.closing) em.noteAborted();
   });
+  // `x-test-read-delay-ms`: a slow upstream that reads nothing of the body for that long (backpressure).
+  const readDelay = int(header(req, 'x-test-read-delay-ms'), 0);
+  if (readDelay > 0) await sleep(c, readDelay);
   Object.assign(c, await readBody(req, url.pathname !== '/sink'));
   record.body = c.body;
   c.json = c.body[0] === 0x7b ? parseJson(c.body.toString('utf8')) : {};
