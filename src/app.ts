@@ -4,6 +4,7 @@
  */
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { createAdminServer, type MetricsEndpoint } from './admin.ts';
@@ -11,9 +12,11 @@ import type { Config } from './config.ts';
 import { every, errorMessage } from './log.ts';
 import { createDispatcher } from './proxy/dispatcher.ts';
 import { WebSocketEgress } from './proxy/egress.ts';
-import { ShuttingDownError, type ProxyError } from './proxy/errors.ts';
+import { CutByShutdownError, MethodNotAllowedError, ExpectationFailedError, ShuttingDownError, type ProxyError } from './proxy/errors.ts';
 import { createForwarder, type BodyRewriter } from './proxy/forward.ts';
-import { ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
+import { newExchange, ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
+import { writeRawError } from './proxy/raw-response.ts';
+import { REQUEST_ID_HEADER } from './proxy/headers.ts';
 import { Router } from './proxy/routes.ts';
 import { createProxyServer } from './proxy/server.ts';
 import { createWebSocketProxy } from './proxy/websocket.ts';
@@ -52,9 +55,16 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
+// What a 405 to CONNECT lists (RFC 9110 §15.5.6): the methods the OpenAI API is called with.
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
 export async function startProxy(config: Config, components: Components): Promise<RunningProxy> {
   const startedAt = Date.now();
   let draining = false;
+  // Set when the grace period is over and what is left is cut: those exchanges are the shutdown's.
+  let cutting = false;
+  const cutReason = (): ProxyError | null =>
+    cutting ? new CutByShutdownError('the proxy shut down before the exchange was complete (SHUTDOWN_GRACE_MS ran out)') : null;
   const dispatcher: Dispatcher = createDispatcher(config);
   const router = new Router(config.upstreamUrl, config.routes);
   const egress = new WebSocketEgress(config.egressProxy);
@@ -81,6 +91,8 @@ export async function startProxy(config: Config, components: Components): Promis
     forwardedHeaders: config.forwardedHeaders,
     admission,
     bodyRewriter: components.bodyRewriter,
+    bodyTimeoutMs: config.client.bodyTimeoutMs,
+    cutReason,
   });
   const upgrade = createWebSocketProxy({
     router,
@@ -91,28 +103,51 @@ export async function startProxy(config: Config, components: Components): Promis
     upstreamCa: config.upstreamCa,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 60_000),
     egressAgent: (origin) => egress.agentFor(origin),
+    maxMessageBytes: config.client.wsMaxMessageBytes,
+    cutReason,
   });
   const upgraded = new Set<Duplex>();
   // node:http hands over an upgrade pipelined behind a request at once; answering it then would
   // interleave two responses on one connection, so it waits for the response in progress.
   const answering = new WeakMap<Duplex, ServerResponse>();
-  const server = createProxyServer(
-    config,
-    (req, res) => {
+  const server = createProxyServer(config, {
+    request(req, res) {
       // Exchanges on a kept-alive connection still finish while draining, but the connection closes after.
       if (draining) res.setHeader('connection', 'close');
       answering.set(req.socket, res);
       res.once('close', () => answering.get(req.socket) === res && answering.delete(req.socket));
-      forward(req, res);
+      forward.forward(req, res);
     },
-    (req, socket, head) => {
+    expectation(req, res) {
+      forward.refuse(req, res, new ExpectationFailedError(`unsupported Expect: ${String(req.headers.expect)} (only 100-continue is)`));
+    },
+    upgrade(req, socket, head) {
       upgraded.add(socket);
       socket.once('close', () => upgraded.delete(socket));
       const inProgress = answering.get(socket);
       if (inProgress === undefined) upgrade(req, socket, head);
       else inProgress.once('close', () => upgrade(req, socket, head));
     },
-  );
+    connect(req, socket) {
+      // Recorded like any refused request: clients set as HTTPS_PROXY send this.
+      const exchange = newExchange(req, 'http');
+      const taps = observers.start(exchange);
+      exchange.error = new MethodNotAllowedError('CONNECT is not supported: this proxy is an API base URL, not a forward proxy');
+      socket.on('error', () => socket.destroy());
+      socket.once('close', () => {
+        exchange.endHr = performance.now();
+        taps.end();
+      });
+      writeRawError(socket, exchange.error, { allow: ALLOWED_METHODS, [REQUEST_ID_HEADER]: exchange.id });
+    },
+    brokenRequest(socket, err) {
+      const res = answering.get(socket);
+      return res !== undefined && forward.failRequest(res, err);
+    },
+    refused() {
+      every('client:refused', 10_000, 'warn', 'connection refused: MAX_CLIENT_CONNECTIONS are open', { max: config.client.maxConnections });
+    },
+  });
   const admin = createAdminServer({
     health: () => ({ status: 'ok', version: VERSION, uptimeSeconds: (Date.now() - startedAt) / 1000, draining, ...components.health() }),
     ready: () => {
@@ -135,6 +170,7 @@ export async function startProxy(config: Config, components: Components): Promis
       const closed = closeServer(server);
       const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([closed, grace]);
+      cutting = true;
       server.closeAllConnections();
       for (const socket of upgraded) socket.destroy();
       await closed;

@@ -22,6 +22,7 @@ export interface Config {
   upstreamTimeoutMs: number;
   upstreamMaxConnections: number | null;
   shutdownGraceMs: number;
+  client: ClientLimits;
   tls: { cert: Buffer; key: Buffer } | null;
   upstreamCa: Buffer | null;
   egressProxy: { httpProxy: string | null; httpsProxy: string | null; noProxy: string | null };
@@ -29,6 +30,16 @@ export interface Config {
   audit: AuditConfig;
   metrics: MetricsConfig;
   genaiCaptureContent: boolean;
+}
+
+/** What one client connection may hold: time for its head, idle time, body stalls, how many at once. */
+export interface ClientLimits {
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  bodyTimeoutMs: number;
+  maxConnections: number;
+  /** The largest WebSocket message relayed, in either direction. */
+  wsMaxMessageBytes: number;
 }
 
 export interface AuditConfig {
@@ -188,6 +199,19 @@ function egressProxy(env: Env): Config['egressProxy'] {
 
 const MIB = 1024 * 1024;
 
+function clientLimits(env: Env): ClientLimits {
+  return {
+    headersTimeoutMs: int(env, 'CLIENT_HEADERS_TIMEOUT_MS', 30_000, 1, 86_400_000),
+    // Above the 60 s idle timeout of common load balancers, so they close first (no race).
+    idleTimeoutMs: int(env, 'CLIENT_IDLE_TIMEOUT_MS', 65_000, 1, 86_400_000),
+    bodyTimeoutMs: int(env, 'CLIENT_BODY_TIMEOUT_MS', 60_000, 1, 86_400_000),
+    maxConnections: int(env, 'MAX_CLIENT_CONNECTIONS', 4096, 1, 1_000_000),
+    // The Realtime API takes up to 15 MiB of audio in one input_audio_buffer.append event
+    // (OpenAI API reference, RealtimeClientEventInputAudioBufferAppend), base64 in JSON.
+    wsMaxMessageBytes: int(env, 'WS_MAX_MESSAGE_BYTES', 32 * MIB, 1024, 1024 * MIB),
+  };
+}
+
 function audit(env: Env): AuditConfig {
   return {
     enabled: bool(env, 'AUDIT_ENABLED', true),
@@ -223,6 +247,7 @@ export function loadConfig(env: Env = process.env): Config {
     upstreamTimeoutMs: int(env, 'UPSTREAM_TIMEOUT_MS', 600_000, 1, 86_400_000),
     upstreamMaxConnections: optionalInt(env, 'UPSTREAM_MAX_CONNECTIONS', 1, 1_000_000),
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 30_000, 0, 86_400_000),
+    client: clientLimits(env),
     tls: tls(env),
     upstreamCa: file('UPSTREAM_CA_FILE', raw(env, 'UPSTREAM_CA_FILE')),
     egressProxy: egressProxy(env),

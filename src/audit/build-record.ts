@@ -37,7 +37,8 @@ function header(headers: Record<string, string | string[] | undefined> | null, n
 /** The body the proxy itself answered with (errors), as the client received it. */
 function proxyErrorResponse(exchange: Exchange): { status: number; headers: HeaderMap; body: CapturedBody } | null {
   if (exchange.error === null || exchange.status !== null) return null;
-  if (exchange.error.outcome === 'client_aborted') return null;
+  // Nothing was sent back to a client that left, or that the shutdown cut off.
+  if (exchange.error.outcome === 'client_aborted' || exchange.error.outcome === 'shutdown') return null;
   const { status, body } = describeError(exchange.error);
   const bytes = Buffer.byteLength(body);
   return {

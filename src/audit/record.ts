@@ -13,7 +13,9 @@ export type Outcome =
   | 'upstream_timeout'
   | 'upstream_reset'
   | 'client_aborted'
-  | 'rejected';
+  | 'rejected'
+  /** Cut by the proxy's own shutdown, once SHUTDOWN_GRACE_MS had run out. */
+  | 'shutdown';
 
 export type HeaderMap = Record<string, string | string[]>;
 

@@ -64,6 +64,69 @@ export class MalformedRequestError extends ProxyError {
   override readonly name = 'MalformedRequestError';
 }
 
+/** Request headers over node's limit (the code is the one every malformed request has). */
+export class HeadersTooLargeError extends ProxyError {
+  readonly code = 'malformed_request';
+  readonly status = 431;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'HeadersTooLargeError';
+}
+
+/** The client took longer than CLIENT_HEADERS_TIMEOUT_MS for its head, or stalled its body past CLIENT_BODY_TIMEOUT_MS. */
+export class ClientTimeoutError extends ProxyError {
+  readonly code = 'client_timeout';
+  readonly status = 408;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'ClientTimeoutError';
+}
+
+/** An `Expect` other than 100-continue (RFC 9110 §10.1.1). */
+export class ExpectationFailedError extends ProxyError {
+  readonly code = 'expectation_failed';
+  readonly status = 417;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'ExpectationFailedError';
+}
+
+/** CONNECT: this is a reverse proxy for the API, not a tunnel (RFC 9110 §9.3.6). */
+export class MethodNotAllowedError extends ProxyError {
+  readonly code = 'method_not_allowed';
+  readonly status = 405;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'MethodNotAllowedError';
+}
+
+/** An `Upgrade` to anything but WebSocket (e.g. h2c). */
+export class UnsupportedUpgradeError extends ProxyError {
+  readonly code = 'unsupported_upgrade';
+  readonly status = 400;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'UnsupportedUpgradeError';
+}
+
+/** A WebSocket message over WS_MAX_MESSAGE_BYTES: the session is closed 1009 on both sides. */
+export class MessageTooBigError extends ProxyError {
+  readonly code = 'message_too_big';
+  readonly status = 413;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'MessageTooBigError';
+}
+
+/** MAX_CLIENT_CONNECTIONS are open: a new connection is answered this and closed. */
+export class TooManyConnectionsError extends ProxyError {
+  readonly code = 'too_many_connections';
+  readonly status = 503;
+  readonly type = 'service_unavailable';
+  readonly outcome = 'rejected';
+  override readonly name = 'TooManyConnectionsError';
+}
+
 /** AUDIT_REQUIRED=true and the journal cannot write: fail closed. */
 export class AuditUnavailableError extends ProxyError {
   readonly code = 'audit_unavailable';
@@ -79,6 +142,15 @@ export class ShuttingDownError extends ProxyError {
   readonly type = 'service_unavailable';
   readonly outcome = 'rejected';
   override readonly name = 'ShuttingDownError';
+}
+
+/** An exchange still running when the shutdown grace ran out, cut by the proxy. */
+export class CutByShutdownError extends ProxyError {
+  readonly code = 'shutdown';
+  readonly status = 503;
+  readonly type = 'service_unavailable';
+  readonly outcome = 'shutdown';
+  override readonly name = 'CutByShutdownError';
 }
 
 export class InternalProxyError extends ProxyError {

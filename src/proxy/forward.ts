@@ -9,9 +9,10 @@ import { performance } from 'node:perf_hooks';
 import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { ClientAbortedError, describeError, upstreamError, type ProxyError } from './errors.ts';
+import { ClientAbortedError, ClientTimeoutError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
+import { headProblem } from './request-head.ts';
 import type { Router, UpstreamTarget } from './routes.ts';
 
 export interface ForwarderOptions {
@@ -25,6 +26,21 @@ export interface ForwarderOptions {
   admission: () => ProxyError | null;
   /** Optional rewrite of the request/response bodies (STREAM_USAGE=inject). */
   bodyRewriter?: BodyRewriter;
+  /** CLIENT_BODY_TIMEOUT_MS: the longest the request body may send no byte. */
+  bodyTimeoutMs: number;
+  /** Why an exchange cut short was cut, when it was not the client (the shutdown), or null. */
+  cutReason: () => ProxyError | null;
+}
+
+export interface Forwarder {
+  forward(req: IncomingMessage, res: ServerResponse): void;
+  /** Records and answers a request refused before anything is forwarded. */
+  refuse(req: IncomingMessage, res: ServerResponse, err: ProxyError): void;
+  /**
+   * Fails the exchange in flight on this response because its request broke (a bad chunk):
+   * upstream is aborted and the client answered `err`. False if none is in flight.
+   */
+  failRequest(res: ServerResponse, err: ProxyError): boolean;
 }
 
 /** A per-exchange body transformation; the core stays ignorant of what it does. */
@@ -115,25 +131,44 @@ class TappedRequestBody extends Readable {
   }
 }
 
-/** Sends an OpenAI-shaped error, or cuts the connection if the response has already started. */
-function respondWithError(res: ServerResponse, err: ProxyError, requestId: string): void {
+/**
+ * Sends an OpenAI-shaped error, or cuts the connection if the response has already started.
+ * `close`: the request was not read to its end, so the connection cannot carry another.
+ */
+function respondWithError(res: ServerResponse, err: ProxyError, requestId: string, close = false): void {
   if (res.destroyed || res.writableEnded) return;
   if (res.headersSent) {
     res.destroy(err);
     return;
   }
   const { status, body } = describeError(err);
-  res.writeHead(status, {
+  const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     [REQUEST_ID_HEADER]: requestId,
-  });
+  };
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers);
   res.end(body);
 }
 
-export function createForwarder(options: ForwarderOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  return function forward(req, res) {
-    new ForwardedExchange(options, req, res).start();
+export function createForwarder(options: ForwarderOptions): Forwarder {
+  const inFlight = new WeakMap<ServerResponse, ForwardedExchange>();
+  return {
+    forward(req, res) {
+      const exchange = new ForwardedExchange(options, req, res);
+      inFlight.set(res, exchange);
+      exchange.start();
+    },
+    refuse(req, res, err) {
+      new ForwardedExchange(options, req, res).refuse(err);
+    },
+    failRequest(res, err) {
+      const exchange = inFlight.get(res);
+      if (exchange === undefined || res.writableEnded || res.destroyed) return false;
+      exchange.failRequest(err);
+      return true;
+    },
   };
 }
 
@@ -163,6 +198,8 @@ class ForwardedExchange {
   start(): void {
     const options = this.#options;
     const req = this.#req;
+    const malformed = headProblem(req);
+    if (malformed !== null) return this.refuse(malformed);
     const refused = options.admission();
     if (refused !== null) return this.#fail(refused);
     if (this.#exchange.targetError !== null) return this.#fail(this.#exchange.targetError);
@@ -178,6 +215,7 @@ class ForwardedExchange {
 
     const plan = options.bodyRewriter?.plan(this.#exchange) ?? null;
     let body: Readable | Buffer | null = hasBody(req) ? req : null;
+    if (body !== null) this.#watchBody();
     if (body !== null && this.#taps.wantsRequestBody) body = new TappedRequestBody(req, this.#taps);
 
     if (plan === null || body === null || Buffer.isBuffer(body)) return this.#send(upstream, headers, body, plan);
@@ -234,12 +272,48 @@ class ForwardedExchange {
     respondWithError(this.#res, err, this.#exchange.id);
   }
 
+  /** A request refused as it arrived: its body is never read, so the connection closes after. */
+  refuse(err: ProxyError): void {
+    this.#exchange.error ??= err;
+    respondWithError(this.#res, err, this.#exchange.id, true);
+  }
+
+  /**
+   * The request broke off for the client's fault (a bad chunk, a stalled body): upstream, which
+   * may have the head and part of the body, is aborted and never sees a complete request.
+   */
+  failRequest(err: ProxyError): void {
+    this.#exchange.error ??= err;
+    // Detached first, so that the socket stays open for the answer.
+    abandonRequest(this.#req, err);
+    this.#cancel.abort();
+    respondWithError(this.#res, err, this.#exchange.id, true);
+  }
+
+  /**
+   * CLIENT_BODY_TIMEOUT_MS as the socket's inactivity timer, which node refreshes on every read
+   * (no timer of our own per chunk), from the head to the body's end.
+   */
+  #watchBody(): void {
+    const req = this.#req;
+    const socket = req.socket;
+    const timeoutMs = this.#options.bodyTimeoutMs;
+    socket.setTimeout(timeoutMs);
+    req.on('timeout', () => {
+      // Not the client's stall when the proxy itself is not reading (upstream's backpressure).
+      if (req.isPaused() || req.readableLength > 0) return void socket.setTimeout(timeoutMs);
+      this.failRequest(new ClientTimeoutError(`no byte of the request body for ${timeoutMs} ms (CLIENT_BODY_TIMEOUT_MS)`));
+    });
+    // After a response already finished, the socket's timer is node's keep-alive one.
+    req.once('end', () => this.#res.writableFinished || socket.setTimeout(0));
+  }
+
   #onClose(): void {
     const exchange = this.#exchange;
     const res = this.#res;
     exchange.endHr = performance.now();
     if (exchange.error === null && !res.writableFinished) {
-      exchange.error = new ClientAbortedError('client closed the connection before the response was complete');
+      exchange.error = this.#options.cutReason() ?? new ClientAbortedError('client closed the connection before the response was complete');
     }
     // Only an unfinished exchange has an upstream request left to cancel.
     if (!res.writableFinished) this.#cancel.abort();

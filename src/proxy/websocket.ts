@@ -4,13 +4,21 @@
  * complete, with the protocol upstream chose. Messages then flow both ways, close codes pass through.
  */
 import type { Agent, IncomingMessage } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { ClientAbortedError, MalformedRequestError, describeError, upstreamError, type ProxyError } from './errors.ts';
-import { REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
+import {
+  ClientAbortedError,
+  MalformedRequestError,
+  MessageTooBigError,
+  UnsupportedUpgradeError,
+  upstreamError,
+  type ProxyError,
+} from './errors.ts';
+import { REQUEST_ID_HEADER, upstreamRequestHeaders, type ResponseHeaders } from './headers.ts';
 import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
+import { writeRawError, writeRawResponse } from './raw-response.ts';
+import { headProblem } from './request-head.ts';
 import type { Router } from './routes.ts';
 
 export interface WebSocketProxyOptions {
@@ -22,12 +30,17 @@ export interface WebSocketProxyOptions {
   handshakeTimeoutMs: number;
   /** The agent that tunnels to an upstream origin through the egress proxy, or undefined. */
   egressAgent: (origin: string) => Agent | undefined;
+  /** WS_MAX_MESSAGE_BYTES: ws's maxPayload toward the client and toward upstream. */
+  maxMessageBytes: number;
+  /** Why a session cut short was cut, when it was not the client (the shutdown), or null. */
+  cutReason: () => ProxyError | null;
 }
 
 export interface WebSocketClose {
   code: number;
   reason: string;
-  by: 'client' | 'upstream';
+  /** `proxy`: the proxy closed both sides (a message over WS_MAX_MESSAGE_BYTES). */
+  by: 'client' | 'upstream' | 'proxy';
 }
 
 /** A WebSocket exchange also knows how the session closed. */
@@ -40,18 +53,12 @@ const MAX_REFUSAL_BYTES = 1024 * 1024;
 // Above this much unsent data toward one side, stop reading from the other.
 const HIGH_WATER = 4 * 1024 * 1024;
 
-function writeRawResponse(socket: Duplex, status: number, headers: Record<string, string>, body: string | Buffer): void {
-  if (!socket.writable) return void socket.destroy();
-  const lines = Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' })
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('');
-  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${lines}\r\n`), Buffer.from(body)]));
-}
+// The close code for a message too big to process (RFC 6455 §7.4.1); ws sends it to the offender.
+const MESSAGE_TOO_BIG = 1009;
 
 function rejectHandshake(socket: Duplex, exchange: Exchange, err: ProxyError): void {
   exchange.error ??= err;
-  const { status, body } = describeError(err);
-  writeRawResponse(socket, status, { 'content-type': 'application/json', [REQUEST_ID_HEADER]: exchange.id }, body);
+  writeRawError(socket, err, { [REQUEST_ID_HEADER]: exchange.id });
 }
 
 function toWebSocketUrl(origin: string, path: string): string {
@@ -96,6 +103,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
   const chosenProtocol = new WeakMap<IncomingMessage, string>();
   const server = new WebSocketServer({
     noServer: true,
+    maxPayload: options.maxMessageBytes,
     handleProtocols: (_protocols, req) => chosenProtocol.get(req) ?? false,
   });
   const extraHeaders = new WeakMap<IncomingMessage, string[]>();
@@ -115,9 +123,9 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     socket.on('error', () => socket.destroy());
 
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-      return writeRawResponse(socket, 400, { 'content-type': 'text/plain' }, 'only WebSocket upgrades are proxied');
+      return rejectHandshake(socket, exchange, new UnsupportedUpgradeError('only WebSocket upgrades are proxied; send HTTP/1.1 without Upgrade'));
     }
-    const refused = options.admission();
+    const refused = headProblem(req) ?? options.admission();
     if (refused !== null) return rejectHandshake(socket, exchange, refused);
     if (exchange.targetError !== null) return rejectHandshake(socket, exchange, exchange.targetError);
     const resolved = options.router.resolve(exchange);
@@ -135,6 +143,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
         headers: headerObject(flat),
         ca: options.upstreamCa ?? undefined,
         handshakeTimeout: options.handshakeTimeoutMs,
+        maxPayload: options.maxMessageBytes,
         agent: options.egressAgent(resolved.origin),
       });
     } catch (err) {
@@ -142,7 +151,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     }
     const clientGone = (): void => {
       if (upstream.readyState === WebSocket.CONNECTING) {
-        exchange.error ??= new ClientAbortedError('client closed the connection during the WebSocket handshake');
+        exchange.error ??= options.cutReason() ?? new ClientAbortedError('client closed the connection during the WebSocket handshake');
         upstream.terminate();
       }
     };
@@ -170,13 +179,19 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
         chunks.push(c);
       });
       response.once('end', () => {
-        const headers: Record<string, string> = { [REQUEST_ID_HEADER]: exchange.id };
+        const relayed: ResponseHeaders = {};
         for (const [k, v] of Object.entries(response.headers)) {
-          if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) {
-            headers[k] = Array.isArray(v) ? v.join(', ') : v;
-          }
+          if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) relayed[k] = v;
         }
-        writeRawResponse(socket, exchange.status ?? 502, headers, Buffer.concat(chunks));
+        const body = Buffer.concat(chunks);
+        // Through the taps like any response, so the record keeps the refusal's head and body.
+        const status = exchange.status ?? 502;
+        taps.responseHead(status, relayed);
+        if (body.length > 0 && taps.wantsResponseBody) taps.responseChunk(body);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(relayed)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+        headers[REQUEST_ID_HEADER] = exchange.id;
+        writeRawResponse(socket, status, headers, body);
       });
     });
     upstream.once('error', (err) => {
@@ -196,13 +211,20 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
       server.handleUpgrade(req, socket, head, (client) => {
         socket.off('close', orphaned);
         socket.off('close', end);
-        bridge(client, upstream, exchange, taps, end);
+        bridge(client, upstream, exchange, taps, end, options.cutReason);
       });
     });
   };
 }
 
-function bridge(client: WebSocket, upstream: WebSocket, exchange: WebSocketExchange, taps: Taps, end: () => void): void {
+function bridge(
+  client: WebSocket,
+  upstream: WebSocket,
+  exchange: WebSocketExchange,
+  taps: Taps,
+  end: () => void,
+  cutReason: () => ProxyError | null,
+): void {
   relay(client, upstream, 'client', taps);
   relay(upstream, client, 'upstream', taps);
   let open = 2;
@@ -211,6 +233,10 @@ function bridge(client: WebSocket, upstream: WebSocket, exchange: WebSocketExcha
   };
   client.once('close', (code: number, reason: Buffer) => {
     exchange.close ??= { code, reason: reason.toString('utf8'), by: 'client' };
+    if (code === 1006) {
+      const cut = cutReason();
+      if (cut !== null) exchange.error ??= cut;
+    }
     closeOther(upstream, code, reason);
     closed();
   });
@@ -222,6 +248,20 @@ function bridge(client: WebSocket, upstream: WebSocket, exchange: WebSocketExcha
     closeOther(client, code, reason);
     closed();
   });
-  client.on('error', () => client.terminate());
-  upstream.on('error', () => upstream.terminate());
+  // ws has already sent 1009 to the side whose message was too big and closes it; the other
+  // side gets 1009 too, and the record says the proxy closed both.
+  const tooBig = (offender: 'client' | 'upstream', other: WebSocket): void => {
+    const reason = `message from ${offender} over WS_MAX_MESSAGE_BYTES`;
+    exchange.close ??= { code: MESSAGE_TOO_BIG, reason, by: 'proxy' };
+    exchange.error ??= new MessageTooBigError(`a message from the ${offender} was over WS_MAX_MESSAGE_BYTES; the session was closed 1009`);
+    closeOther(other, MESSAGE_TOO_BIG, Buffer.from(reason));
+  };
+  client.on('error', (err: Error & { code?: string }) => {
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') tooBig('client', upstream);
+    else client.terminate();
+  });
+  upstream.on('error', (err: Error & { code?: string }) => {
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') tooBig('upstream', client);
+    else upstream.terminate();
+  });
 }

@@ -28,6 +28,8 @@ export interface WsSession {
   headers: http.IncomingHttpHeaders;
   protocol: string;
   received: string[];
+  /** The close code and reason this side received (1006 for a connection dropped without one). */
+  closed: { code: number; reason: string } | null;
 }
 
 export interface Upstream {
@@ -498,6 +500,9 @@ async function handle(em: Emulator, req: http.IncomingMessage, res: http.ServerR
     c.gone = true;
     if (!res.writableFinished && !c.selfReset && !em.closing) em.noteAborted();
   });
+  // `x-test-read-delay-ms`: a slow upstream that reads nothing of the body for that long (backpressure).
+  const readDelay = int(header(req, 'x-test-read-delay-ms'), 0);
+  if (readDelay > 0) await sleep(c, readDelay);
   Object.assign(c, await readBody(req, url.pathname !== '/sink'));
   record.body = c.body;
   c.json = c.body[0] === 0x7b ? parseJson(c.body.toString('utf8')) : {};
@@ -532,9 +537,10 @@ const toBuffer = (d: RawData): Buffer =>
 const send = (ws: WebSocket, event: Json): void => ws.send(JSON.stringify({ event_id: `event_${hex(8)}`, ...event }));
 
 function realtimeSession(em: Emulator, ws: WebSocket, req: http.IncomingMessage, url: URL): void {
-  const session: WsSession = { url: req.url ?? '', headers: req.headers, protocol: ws.protocol, received: [] };
+  const session: WsSession = { url: req.url ?? '', headers: req.headers, protocol: ws.protocol, received: [], closed: null };
   em.wsSessions.push(session);
   ws.on('error', noop);
+  ws.once('close', (code: number, reason: Buffer) => (session.closed = { code, reason: reason.toString('utf8') }));
   const model = url.searchParams.get('model') ?? 'gpt-realtime';
   send(ws, { type: 'session.created', session: { id: `sess_${hex(12)}`, object: 'realtime.session', model } });
   ws.on('message', (data, isBinary) => {
@@ -548,6 +554,8 @@ function realtimeSession(em: Emulator, ws: WebSocket, req: http.IncomingMessage,
 function onRealtimeEvent(ws: WebSocket, text: string): void {
   const msg = parseJson(text);
   if (msg.type === 'response.create') return respondRealtime(ws);
+  // `test.send`: a binary message of `bytes` bytes toward the client (a server event too big for it).
+  if (msg.type === 'test.send') return ws.send(Buffer.alloc(typeof msg.bytes === 'number' ? msg.bytes : 0, 0x61), { binary: true });
   if (msg.type !== 'test.close') return send(ws, { type: 'echo', payload: Object.keys(msg).length ? msg : text });
   try {
     ws.close(typeof msg.code === 'number' ? msg.code : 1000, str(msg.reason, ''));
