@@ -15,7 +15,8 @@ import { FormData, request } from 'undici';
 import { WebSocket } from 'ws';
 import { fingerprint, HeaderRedactor } from '../src/audit/identity.ts';
 import { redactQuery } from '../src/audit/redact-query.ts';
-import { isSecretName, maskKeys, mayHoldSecret } from '../src/audit/secrets.ts';
+import { JSON_TEXT, type CapturedBody } from '../src/audit/record.ts';
+import { isSecretName, maskKeys, redactBody } from '../src/audit/secrets.ts';
 import { recordOf } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
@@ -87,10 +88,22 @@ describe('the name rule', () => {
   for (const name of secret) test(`${name} is a credential`, () => assert.equal(isSecretName(name), true));
   for (const name of notSecret) test(`${name} is not`, () => assert.equal(isSecretName(name), false));
 
-  test('the byte check never misses a name the rule catches', () => {
-    for (const name of secret) assert.equal(mayHoldSecret(JSON.stringify({ [name]: 'v' })), true, name);
-    assert.equal(mayHoldSecret('{"api\\u005fkey":"v"}'), true, 'escaped names are walked');
-    assert.equal(mayHoldSecret('{"max_tokens":5,"usage":{"prompt_tokens":1,"total_tokens":2},"model":"gpt-4o"}'), false);
+  test('bodies, as units: escaped names, `__proto__`, a value cut by the cap, too deep to walk', () => {
+    const json = (text: string): CapturedBody => ({
+      contentType: 'application/json', bytes: text.length, body: JSON.parse(text) as unknown, bodyEncoding: 'json', truncated: false, sha256: '', [JSON_TEXT]: Buffer.from(text),
+    });
+    const escaped = redactBody(json('{"api\\u005fkey":"v","__proto__":{"password":"p"},"n":1}'));
+    assert.deepEqual(JSON.parse(JSON.stringify(escaped.body)), { api_key: '[redacted]', ['__proto__']: { password: '[redacted]' }, n: 1 });
+    assert.equal(Object.getPrototypeOf(escaped.body), Object.prototype);
+    assert.equal(escaped[JSON_TEXT], undefined, 'the line is written from the redacted value');
+    const duplicate = redactBody(json('{"api_key":"hidden-by-duplicate","api_key":""}'));
+    assert.equal(duplicate[JSON_TEXT], undefined, 'the text of a body with a credential member is never written as captured');
+    const plain = json('{"model":"m","max_tokens":5,"usage":{"prompt_tokens":1}}');
+    assert.equal(redactBody(plain), plain, 'nothing found: the same body, its text kept');
+    const deep = redactBody(json(`${'['.repeat(150)}"${PROJECT_KEY}"${']'.repeat(150)}`));
+    assert.deepEqual([deep.body, deep.bodyEncoding], [null, 'omitted']);
+    const text = (body: string): unknown => redactBody({ ...json('null'), body, bodyEncoding: 'text' }).body;
+    assert.equal(text('{"a":"x","secret" : "s","password": "p\\"q","token":"t","logprob":-1,"api_key":"cut her'), '{"a":"x","secret" : "[redacted]","password": "[redacted]","token":"t","logprob":-1,"api_key":"[redacted]');
   });
 
   test('headers: a credential keeps its name with [redacted], usage headers stay', () => {

@@ -74,7 +74,7 @@ export const MASKED_KEY = `sk-${REDACTED}`;
 
 /** The text with every OpenAI-shaped key replaced by `sk-[redacted]`. */
 export function maskKeys(text: string): string {
-  if (!text.includes('sk-')) return text;
+  if (text.indexOf('sk-') === -1) return text;
   return text.replace(KEY_SHAPE, (key) => (KEY_LIKE.test(key.slice(3)) ? MASKED_KEY : key));
 }
 
@@ -84,18 +84,9 @@ export function maskKeysOrNull(text: string | null): string | null {
 
 // ---------- bodies ----------
 
-// Built from the stems every secret name contains (see SECRET_WORDS and SECRET_ENDINGS), matched
-// in any case, so a body it does not match has no secret name. `token` must not be followed by `s`
-// (usage's `prompt_tokens` is in every response). `\u` because an escaped name (`"api\u005fkey"`)
-// hides its stem from the bytes.
-const STEMS = ['sk-', 'key', 'secret', 'passw', 'pwd', 'passphrase', 'auth', 'credential', 'sig', 'cookie', 'jwt', 'bearer'];
-const anyCase = (stem: string): string => [...stem].map((c) => (/[a-z]/.test(c) ? `[${c}${c.toUpperCase()}]` : c)).join('');
-const SUSPECT = new RegExp(`${[...STEMS.map(anyCase), `${anyCase('token')}(?!s)`].join('|')}|\\\\u`);
-
-/** Cheap: whether `text` may hold a secret name or a key at all. */
-export function mayHoldSecret(text: string): boolean {
-  return SUSPECT.test(text);
-}
+// Bodies are walked, not first searched for names that might hold a secret: a search that misses
+// no spelling (any case, escaped names) costs three times the walk, and the walk looks at member
+// names only once each (isSecretName's cache) and at strings with a native `includes`.
 
 // chat.completion logprobs (https://platform.openai.com/docs/api-reference/chat/object): each
 // entry's `token` is generated text beside its `logprob`, not a credential.
@@ -107,6 +98,10 @@ function isLogprobEntry(object: Record<string, unknown>, name: string): boolean 
 const MAX_WALK_DEPTH = 100;
 
 class TooDeep extends Error {}
+
+/** What the current walk has seen (one walk at a time: it is synchronous). */
+const walk = { sawSecretName: false };
+const SK = Buffer.from('sk-');
 
 /**
  * The JSON value with credential members' string values replaced by `[redacted]` and keys
@@ -120,6 +115,8 @@ function maskJson(value: unknown, depth: number): unknown {
     let out: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
+      // Embedding vectors and token arrays: thousands of numbers, nothing to mask.
+      if (typeof item === 'number') continue;
       const masked = maskJson(item, depth + 1);
       if (masked !== item) (out ??= value.slice())[i] = masked;
     }
@@ -127,30 +124,63 @@ function maskJson(value: unknown, depth: number): unknown {
   }
   const object = value as Record<string, unknown>;
   let out: Record<string, unknown> | null = null;
-  for (const name of Object.keys(object)) {
+  for (const name in object) {
     const item = object[name];
-    const masked =
-      typeof item === 'string' && item !== '' && isSecretName(name) && !isLogprobEntry(object, name) ? REDACTED : maskJson(item, depth + 1);
+    const secret = isSecretName(name) && !isLogprobEntry(object, name);
+    walk.sawSecretName ||= secret;
+    if (typeof item === 'number' || typeof item === 'boolean' || item === null) continue;
+    const masked = secret && typeof item === 'string' && item !== '' ? REDACTED : maskJson(item, depth + 1);
     // Defined, not assigned: a member named `__proto__` must stay a member.
     if (masked !== item) Object.defineProperty((out ??= { ...object }), name, { value: masked, enumerable: true, writable: true, configurable: true });
   }
   return out ?? object;
 }
 
-// A JSON member with a string value, in text (a JSON body cut at the cap is stored as text).
-const TEXT_MEMBER = /"((?:[^"\\]|\\.){1,200})"(\s*:\s*)"((?:[^"\\]|\\.)*)"/g;
 const LOGPROB_NEXT = /^\s*,\s*"logprob"/;
+const MAX_NAME_LENGTH = 200;
 
-/** Text: keys masked, and the string values of credential members that look like JSON members. */
+/** The index of the quote that closes the JSON string whose content starts at `from`; -1 if it runs to the end. */
+function stringEnd(text: string, from: number): number {
+  for (let quote = text.indexOf('"', from); quote !== -1; quote = text.indexOf('"', quote + 1)) {
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+  }
+  return -1;
+}
+
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+
+/**
+ * Text (a JSON body cut at the cap is stored as text): the string value of each `"name":` member
+ * whose name holds a credential becomes `[redacted]`, to the end of the text if the cut fell in
+ * it; then keys are masked. Members are found from their colons by native search, not a regex pass.
+ */
 function maskText(text: string): string {
-  const members = text.includes('"')
-    ? text.replace(TEXT_MEMBER, (member, name: string, colon: string, value: string, offset: number) => {
-        if (value === '' || !isSecretName(name)) return member;
-        if (name === 'token' && LOGPROB_NEXT.test(text.slice(offset + member.length, offset + member.length + 32))) return member;
-        return `"${name}"${colon}"${REDACTED}"`;
-      })
-    : text;
-  return maskKeys(members);
+  let out = '';
+  let kept = 0;
+  for (let colon = text.indexOf(':'); colon !== -1; colon = text.indexOf(':', colon + 1)) {
+    let close = colon - 1;
+    while (isSpace(text.charCodeAt(close))) close--;
+    if (text.charCodeAt(close) !== 0x22) continue;
+    // A loop, not lastIndexOf (a runtime call, several times the cost for these short names).
+    let open = close - 1;
+    while (open >= kept && close - open <= MAX_NAME_LENGTH && text.charCodeAt(open) !== 0x22) open--;
+    if (open < kept || text.charCodeAt(open) !== 0x22) continue;
+    const name = text.slice(open + 1, close);
+    if (!isSecretName(name)) continue;
+    let start = colon + 1;
+    while (isSpace(text.charCodeAt(start))) start++;
+    if (text.charCodeAt(start) !== 0x22) continue;
+    const end = stringEnd(text, start + 1);
+    if (end === start + 1) continue;
+    if (end !== -1 && name === 'token' && LOGPROB_NEXT.test(text.slice(end + 1, end + 33))) continue;
+    out += `${text.slice(kept, start + 1)}${REDACTED}`;
+    if (end === -1) return maskKeys(out);
+    kept = end;
+    colon = end;
+  }
+  return maskKeys(kept === 0 ? text : out + text.slice(kept));
 }
 
 function maskPart(part: MultipartPart): MultipartPart {
@@ -159,12 +189,13 @@ function maskPart(part: MultipartPart): MultipartPart {
   return value === part.value ? part : { ...part, value };
 }
 
-function suspect(body: CapturedBody): boolean {
-  const text = body[JSON_TEXT];
-  if (text !== undefined) return mayHoldSecret(text.toString('latin1'));
-  if (typeof body.body === 'string') return mayHoldSecret(body.body);
-  // Parsed without its text (the proxy's own error bodies) or multipart: walked as it is.
-  return true;
+function maskParts(parts: MultipartPart[]): MultipartPart[] {
+  let out: MultipartPart[] | null = null;
+  parts.forEach((part, i) => {
+    const masked = maskPart(part);
+    if (masked !== part) (out ??= parts.slice())[i] = masked;
+  });
+  return out ?? parts;
 }
 
 /**
@@ -173,12 +204,17 @@ function suspect(body: CapturedBody): boolean {
  * JSON_TEXT, so the journal writes the masked value rather than the bytes as captured.
  */
 export function redactBody<B extends CapturedBody>(body: B): B {
-  if (body.body === null || body.bodyEncoding === 'omitted' || !suspect(body)) return body;
+  if (body.body === null || body.bodyEncoding === 'omitted') return body;
   let masked: unknown;
   try {
     switch (body.bodyEncoding) {
       case 'json':
+        walk.sawSecretName = false;
         masked = maskJson(body.body, 0);
+        // Unchanged, its text could still hold what the parsed value lost: of duplicate members
+        // only the last is kept (`{"api_key":"…","api_key":""}`). Such a body is written from
+        // its value, which the walk has vouched for.
+        if (masked === body.body && (walk.sawSecretName || body[JSON_TEXT]?.includes(SK) === true)) return withoutText({ ...body });
         break;
       case 'text':
         masked = typeof body.body === 'string' ? maskText(body.body) : body.body;
@@ -192,15 +228,6 @@ export function redactBody<B extends CapturedBody>(body: B): B {
     return withoutText({ ...body, body: null, bodyEncoding: 'omitted' });
   }
   return masked === body.body ? body : withoutText({ ...body, body: masked });
-}
-
-function maskParts(parts: MultipartPart[]): MultipartPart[] {
-  let out: MultipartPart[] | null = null;
-  parts.forEach((part, i) => {
-    const masked = maskPart(part);
-    if (masked !== part) (out ??= parts.slice())[i] = masked;
-  });
-  return out ?? parts;
 }
 
 function withoutText<B extends CapturedBody>(body: B): B {
