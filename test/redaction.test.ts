@@ -13,9 +13,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FormData, request } from 'undici';
 import { WebSocket } from 'ws';
-import { fingerprint, HeaderRedactor } from '../src/audit/identity.ts';
+import { fingerprint, HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
+import { Recorder } from '../src/audit/recorder.ts';
+import { MalformedRequestError } from '../src/proxy/errors.ts';
+import { newExchange } from '../src/proxy/observer.ts';
+import type { WebSocketExchange } from '../src/proxy/websocket.ts';
 import { redactQuery } from '../src/audit/redact-query.ts';
-import { JSON_TEXT, type CapturedBody } from '../src/audit/record.ts';
 import { isSecretName, maskKeys, redactBody } from '../src/audit/secrets.ts';
 import { recordOf } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
@@ -88,7 +92,7 @@ describe('the name rule', () => {
   for (const name of secret) test(`${name} is a credential`, () => assert.equal(isSecretName(name), true));
   for (const name of notSecret) test(`${name} is not`, () => assert.equal(isSecretName(name), false));
 
-  test('bodies, as units: escaped names, `__proto__`, a value cut by the cap, too deep to walk', () => {
+  test('bodies, as units: escaped names, `__proto__`, duplicate members, a value cut by the cap, too deep to walk (redacted as text)', () => {
     const json = (text: string): CapturedBody => ({
       contentType: 'application/json', bytes: text.length, body: JSON.parse(text) as unknown, bodyEncoding: 'json', truncated: false, sha256: '', [JSON_TEXT]: Buffer.from(text),
     });
@@ -100,8 +104,9 @@ describe('the name rule', () => {
     assert.equal(duplicate[JSON_TEXT], undefined, 'the text of a body with a credential member is never written as captured');
     const plain = json('{"model":"m","max_tokens":5,"usage":{"prompt_tokens":1}}');
     assert.equal(redactBody(plain), plain, 'nothing found: the same body, its text kept');
-    const deep = redactBody(json(`${'['.repeat(150)}"${PROJECT_KEY}"${']'.repeat(150)}`));
-    assert.deepEqual([deep.body, deep.bodyEncoding], [null, 'omitted']);
+    const deep = redactBody(json(`{"password":"p","a":${'{"a":'.repeat(150)}"${PROJECT_KEY}"${'}'.repeat(150)}}`));
+    assert.deepEqual([deep.body, deep.bodyEncoding], [`{"password":"[redacted]","a":${'{"a":'.repeat(150)}"sk-[redacted]"${'}'.repeat(150)}}`, 'text']);
+    assert.equal(deep[JSON_TEXT], undefined);
     const text = (body: string): unknown => redactBody({ ...json('null'), body, bodyEncoding: 'text' }).body;
     assert.equal(text('{"a":"x","secret" : "s","password": "p\\"q","token":"t","logprob":-1,"api_key":"cut her'), '{"a":"x","secret" : "[redacted]","password": "[redacted]","token":"t","logprob":-1,"api_key":"[redacted]');
   });
@@ -308,5 +313,32 @@ describe('API keys as credentials', () => {
     const { id } = await send('/v1/models', { headers: { authorization: `Bearer ${PROJECT_KEY}` } });
     const record = await recordOf(proxy, id);
     assert.deepEqual(record.apiKey, { fingerprint: fingerprint(PROJECT_KEY), hint: `sk-…${PROJECT_KEY.slice(-4)}` });
+  });
+});
+
+describe('what else a record carries', () => {
+  // Driven through the recorder's own taps, with a plain object for the request (as recorder.test.ts).
+  test("the proxy's error message and a WebSocket close reason have keys masked", async () => {
+    const records: AuditRecord[] = [];
+    const recorder = new Recorder({
+      maxBodyBytes: 1024,
+      batchMs: 0,
+      redactor: new HeaderRedactor([]),
+      institutions: new InstitutionResolver('x-institution-id', new Map()),
+      traceOf: () => null,
+      usageInjected: () => false,
+      sinks: [(record) => records.push(record)],
+      onFailure: (err) => assert.fail(String(err)),
+    });
+    const req = { method: 'GET', url: '/v1/realtime', headers: {}, rawHeaders: [], socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
+    const exchange = newExchange(req, 'websocket') as WebSocketExchange;
+    const tap = recorder.start(exchange);
+    exchange.error = new MalformedRequestError(`cannot open the upstream WebSocket: bad protocol ${PROJECT_KEY}`);
+    exchange.close = { code: 1000, reason: `bye ${BODY_KEY}`, by: 'client' };
+    exchange.endHr = performance.now();
+    tap.end?.();
+    await recorder.close();
+    assert.equal(records[0]?.error?.message, 'cannot open the upstream WebSocket: bad protocol sk-[redacted]');
+    assert.equal(records[0]?.websocket?.closeReason, 'bye sk-[redacted]');
   });
 });

@@ -133,7 +133,7 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     },
     openai,
     outcome: exchange.error?.outcome ?? 'ok',
-    error: exchange.error === null ? null : { type: exchange.error.code, message: exchange.error.message },
+    error: exchange.error === null ? null : { type: exchange.error.code, message: maskKeys(exchange.error.message) },
     trace: ctx.trace,
   };
   if (exchange.kind === 'websocket') record.websocket = websocketInfo(exchange as WebSocketExchange, capture);
@@ -148,7 +148,7 @@ function websocketInfo(exchange: WebSocketExchange, capture: ExchangeCapture): N
     bytesIn: counts?.bytesIn ?? 0,
     bytesOut: counts?.bytesOut ?? 0,
     closeCode: exchange.close?.code ?? null,
-    closeReason: exchange.close?.reason ?? null,
+    closeReason: maskKeysOrNull(exchange.close?.reason ?? null),
     closedBy: exchange.close?.by ?? null,
   };
 }

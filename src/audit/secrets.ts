@@ -94,8 +94,11 @@ function isLogprobEntry(object: Record<string, unknown>, name: string): boolean 
   return name === 'token' && Object.hasOwn(object, 'logprob');
 }
 
-/** Past this depth a JSON body is not walked: it is not stored (the journal could only write its text). */
-const MAX_WALK_DEPTH = 100;
+/**
+ * Past this depth a JSON body is not walked but redacted as its text, which is how the journal
+ * would write it anyway (journal-line.ts: MAX_DEPTH 100 counts the record and `request` too).
+ */
+const MAX_WALK_DEPTH = 98;
 
 class TooDeep extends Error {}
 
@@ -225,7 +228,8 @@ export function redactBody<B extends CapturedBody>(body: B): B {
     }
   } catch (err) {
     if (!(err instanceof TooDeep)) throw err;
-    return withoutText({ ...body, body: null, bodyEncoding: 'omitted' });
+    const text = body[JSON_TEXT]?.toString();
+    return withoutText({ ...body, body: text === undefined ? null : maskText(text), bodyEncoding: text === undefined ? 'omitted' : 'text' });
   }
   return masked === body.body ? body : withoutText({ ...body, body: masked });
 }
