@@ -87,7 +87,7 @@ describe('the name rule', () => {
     'input_tokens_details', 'total_tokens', 'idempotency-key', 'Idempotency-Key', 'prompt_cache_key', 'monkey', 'keyword',
     'hotkey', 'author', 'oauth', 'www-authenticate', 'proxy-authenticate', 'design', 'signed', 'X-Amz-SignedHeaders',
     'x-stainless-retry-count', 'openai-organization', 'openai-project', 'x-request-id', 'content-type', 'user-agent',
-    'sec-websocket-protocol', 'model', 'limit', 'tokenizer', 'session_id',
+    'sec-websocket-protocol', 'model', 'limit', 'tokenizer', 'session_id', 'access-control-allow-credentials',
   ];
   for (const name of secret) test(`${name} is a credential`, () => assert.equal(isSecretName(name), true));
   for (const name of notSecret) test(`${name} is not`, () => assert.equal(isSecretName(name), false));
@@ -139,6 +139,14 @@ describe('the key shape', () => {
     'sk-short1234', 'sk-learn-for-beginners-and-experts', 'task-AbCdEfGhIjKlMnOpQrStUvWx0123', 'risk-Assessment-For-Q3-2024-Report',
     'sk-proj-********************abcd', 'desk-0123456789ABCDEFGHIJ',
   ];
+  test('a Realtime ephemeral client secret (ek_) is masked too', () => {
+    const session = JSON.stringify({ id: 'sess_1', client_secret: { value: 'ek_68af296e8e408191a1120ab6383263c2', expires_at: 1 } });
+    const body: CapturedBody = {
+      contentType: 'application/json', bytes: session.length, body: JSON.parse(session) as unknown, bodyEncoding: 'json', truncated: false, sha256: '',
+    };
+    assert.deepEqual(redactBody(body).body, { id: 'sess_1', client_secret: { value: 'ek_[redacted]', expires_at: 1 } });
+    assert.equal(maskKeys('ek_short'), 'ek_short');
+  });
   for (const key of masked) test(`${key.slice(0, 12)}… is masked in text`, () => assert.equal(maskKeys(`use ${key}, then`), 'use sk-[redacted], then'));
   for (const text of kept) test(`${text} is ordinary text`, () => assert.equal(maskKeys(`a ${text} b`), `a ${text} b`));
 });

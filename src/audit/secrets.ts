@@ -23,8 +23,14 @@ const SECRET_ENDINGS = [
   'apikey', 'accesskey', 'accesskeyid', 'secretkey', 'privatekey', 'token', 'secret', 'secrets', 'password', 'passwd',
   'passphrase', 'authorization', 'credential', 'credentials', 'signature', 'cookie',
 ];
-/** `key` after these words is an identifier, not a credential (`Idempotency-Key`, `prompt_cache_key`). */
-const NOT_SECRET_BEFORE_KEY = new Set(['idempotency', 'cache']);
+/**
+ * Words that are no credential after these: `Idempotency-Key`, `prompt_cache_key` name
+ * identifiers; `Access-Control-Allow-Credentials` is a CORS flag.
+ */
+const NOT_SECRET_AFTER: Readonly<Record<string, ReadonlySet<string>>> = {
+  key: new Set(['idempotency', 'cache']),
+  credentials: new Set(['allow']),
+};
 
 // Acronyms (`AWS` in `AWSAccessKeyId`), capitalised or lower-case words, digit runs: camelCase,
 // snake_case, kebab-case and dotted names all split the same way.
@@ -41,7 +47,7 @@ function secretWord(word: string): boolean {
  */
 function isSecretNameUncached(name: string): boolean {
   const words = (name.match(WORD) ?? []).map((w) => w.toLowerCase());
-  return words.some((word, i) => secretWord(word) && !(word === 'key' && NOT_SECRET_BEFORE_KEY.has(words[i - 1] ?? '')));
+  return words.some((word, i) => secretWord(word) && NOT_SECRET_AFTER[word]?.has(words[i - 1] ?? '') !== true);
 }
 
 // Names come from a small vocabulary (headers, API members), but clients choose them: the cache
@@ -62,20 +68,20 @@ export function isSecretName(name: string): boolean {
 
 /**
  * An OpenAI API key (`sk-…`, `sk-proj-…`, `sk-svcacct-…`, `sk-admin-…`; keys are base64url after
- * the prefix, https://platform.openai.com/docs/api-reference/authentication): `sk-` at the start
- * of a token, then 20 or more key characters. Ordinary words rarely look like that; to leave
- * hyphenated slugs alone (`sk-learn-for-beginners-and-experts`), the run must also hold a digit
- * or a capital letter, which every real key (random base64url) does.
+ * the prefix, https://platform.openai.com/docs/api-reference/authentication) or a Realtime
+ * ephemeral client secret (`ek_…`, https://platform.openai.com/docs/api-reference/realtime-sessions):
+ * the prefix at the start of a token, then 20 or more key characters. Ordinary words rarely look
+ * like that; to leave hyphenated slugs alone (`sk-learn-for-beginners-and-experts`), the run must
+ * also hold a digit or a capital letter, which every real key (random characters) does.
  */
 // A percent-encoded separator before it (`%20sk-…` in a query) starts a token too.
-const KEY_SHAPE = /(?:(?<![A-Za-z0-9_-])|(?<=%[0-9A-Fa-f]{2}))sk-[A-Za-z0-9_-]{20,}/g;
+const KEY_SHAPE = /(?:(?<![A-Za-z0-9_-])|(?<=%[0-9A-Fa-f]{2}))(sk-|ek_)[A-Za-z0-9_-]{20,}/g;
 const KEY_LIKE = /[A-Z0-9]/;
-export const MASKED_KEY = `sk-${REDACTED}`;
 
-/** The text with every OpenAI-shaped key replaced by `sk-[redacted]`. */
+/** The text with every OpenAI-shaped key replaced by `sk-[redacted]` (or `ek_[redacted]`). */
 export function maskKeys(text: string): string {
-  if (text.indexOf('sk-') === -1) return text;
-  return text.replace(KEY_SHAPE, (key) => (KEY_LIKE.test(key.slice(3)) ? MASKED_KEY : key));
+  if (text.indexOf('sk-') === -1 && text.indexOf('ek_') === -1) return text;
+  return text.replace(KEY_SHAPE, (key, prefix: string) => (KEY_LIKE.test(key.slice(3)) ? `${prefix}${REDACTED}` : key));
 }
 
 export function maskKeysOrNull(text: string | null): string | null {
@@ -105,6 +111,7 @@ class TooDeep extends Error {}
 /** What the current walk has seen (one walk at a time: it is synchronous). */
 const walk = { sawSecretName: false };
 const SK = Buffer.from('sk-');
+const EK = Buffer.from('ek_');
 
 /**
  * The JSON value with credential members' string values replaced by `[redacted]` and keys
@@ -217,7 +224,7 @@ export function redactBody<B extends CapturedBody>(body: B): B {
         // Unchanged, its text could still hold what the parsed value lost: of duplicate members
         // only the last is kept (`{"api_key":"…","api_key":""}`). Such a body is written from
         // its value, which the walk has vouched for.
-        if (masked === body.body && (walk.sawSecretName || body[JSON_TEXT]?.includes(SK) === true)) return withoutText({ ...body });
+        if (masked === body.body && (walk.sawSecretName || hasKeyPrefix(body[JSON_TEXT]))) return withoutText({ ...body });
         break;
       case 'text':
         masked = typeof body.body === 'string' ? maskText(body.body) : body.body;
@@ -232,6 +239,10 @@ export function redactBody<B extends CapturedBody>(body: B): B {
     return withoutText({ ...body, body: text === undefined ? null : maskText(text), bodyEncoding: text === undefined ? 'omitted' : 'text' });
   }
   return masked === body.body ? body : withoutText({ ...body, body: masked });
+}
+
+function hasKeyPrefix(text: Buffer | undefined): boolean {
+  return text !== undefined && (text.includes(SK) || text.includes(EK));
 }
 
 function withoutText<B extends CapturedBody>(body: B): B {
