@@ -77,10 +77,12 @@ export function isSecretName(name: string): boolean {
 // A percent-encoded separator before it (`%20sk-…` in a query) starts a token too.
 const KEY_SHAPE = /(?:(?<![A-Za-z0-9_-])|(?<=%[0-9A-Fa-f]{2}))(sk-|ek_)[A-Za-z0-9_-]{20,}/g;
 const KEY_LIKE = /[A-Z0-9]/;
+const MIN_KEY_LENGTH = 23;
 
 /** The text with every OpenAI-shaped key replaced by `sk-[redacted]` (or `ek_[redacted]`). */
 export function maskKeys(text: string): string {
-  if (text.indexOf('sk-') === -1 && text.indexOf('ek_') === -1) return text;
+  // Most header values are shorter than any key: a length test spares them the two searches.
+  if (text.length < MIN_KEY_LENGTH || (text.indexOf('sk-') === -1 && text.indexOf('ek_') === -1)) return text;
   return text.replace(KEY_SHAPE, (key, prefix: string) => (KEY_LIKE.test(key.slice(3)) ? `${prefix}${REDACTED}` : key));
 }
 
