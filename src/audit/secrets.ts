@@ -1,7 +1,7 @@
 /**
  * What counts as a secret in what the proxy stores (audit records) and shows (spans), by rule:
  * a credential's *name* (headers, query parameters, JSON members, multipart fields) and an
- * OpenAI API key's *shape* (`sk-…`) wherever text is kept. Records and spans only: nothing here
+ * OpenAI key's *shape* (`sk-…`, `ek_…`) wherever text is kept. Records and spans only: nothing here
  * touches what is forwarded.
  */
 import { JSON_TEXT, type CapturedBody, type MultipartPart } from './record.ts';
@@ -93,8 +93,9 @@ export function maskKeysOrNull(text: string | null): string | null {
 // ---------- bodies ----------
 
 // Bodies are walked, not first searched for names that might hold a secret: a search that misses
-// no spelling (any case, escaped names) costs three times the walk, and the walk looks at member
-// names only once each (isSecretName's cache) and at strings with a native `includes`.
+// no spelling (any case, escaped names) costs three times the walk, which looks each member name
+// up in isSecretName's cache, each string over 22 characters up with a native search, and skips
+// numbers (embedding vectors) outright.
 
 // chat.completion logprobs (https://platform.openai.com/docs/api-reference/chat/object): each
 // entry's `token` is generated text beside its `logprob`, not a credential.
