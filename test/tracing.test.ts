@@ -22,6 +22,7 @@ import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { EMULATOR_TEXT, EMULATOR_USAGE, startUpstream, type Upstream } from './support/upstream.ts';
 
 const PROMPT = 'Describe the purple giraffe named Zorblax';
+const SPAN_KEY = 'sk-proj-TracingSpanKey_AbCdEfGh-0123456789';
 
 let upstream: Upstream;
 const dirs: string[] = [];
@@ -330,6 +331,16 @@ describe('a traced proxy', () => {
     assert.ok(client.events.some((e) => e.name === 'gen_ai.first_chunk'));
     assert.equal(upstream.wsSessions.at(-1)?.headers.traceparent, `00-${parent.traceId}-${client.spanId}-01`);
   });
+
+  test('an OpenAI key in the path or query is masked in url.path, url.full and url.query; credential parameters redacted', async () => {
+    const res = await request(`${proxy.url}/v1/files/${SPAN_KEY}/content?client_secret=s3cr3t&after=${SPAN_KEY}&limit=2`);
+    await res.body.dump();
+    const { server, client } = await spansOf(receiver, String(res.headers['x-proxy-request-id']));
+    assert.equal(server.attributes['url.path'], '/v1/files/sk-[redacted]/content');
+    assert.equal(server.attributes['url.query'], 'client_secret=[redacted]&after=sk-[redacted]&limit=2');
+    assert.equal(client.attributes['url.full'], `${upstream.url}/v1/files/sk-[redacted]/content?client_secret=[redacted]&after=sk-[redacted]&limit=2`);
+    assert.equal(upstream.requests.at(-1)?.url, `/v1/files/${SPAN_KEY}/content?client_secret=s3cr3t&after=${SPAN_KEY}&limit=2`);
+  });
 });
 
 describe('two more traced proxies in the same process, after the first one shut down', () => {
@@ -384,6 +395,16 @@ describe('two more traced proxies in the same process, after the first one shut 
     const output = JSON.parse(str(client, 'gen_ai.output.messages')) as unknown;
     assert.deepEqual(output, [{ role: 'assistant', parts: [{ type: 'text', content: EMULATOR_TEXT }], finish_reason: 'stop' }]);
     assert.equal(server.attributes['gen_ai.input.messages'], undefined, 'content stays on the CLIENT span');
+  });
+
+  test('captured content has OpenAI keys masked, in inputs and outputs', async () => {
+    const reply = await post(proxyB, '/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: `key ${SPAN_KEY}` }] }), {
+      'x-test-text': `back: ${SPAN_KEY}`,
+    });
+    const { client } = await spansOf(receiverB, reply.id);
+    assert.deepEqual(JSON.parse(str(client, 'gen_ai.input.messages')), [{ role: 'user', parts: [{ type: 'text', content: 'key sk-[redacted]' }] }]);
+    const output = JSON.parse(str(client, 'gen_ai.output.messages')) as { parts: { content: string }[] }[];
+    assert.equal(output[0]?.parts[0]?.content, 'back: sk-[redacted]');
   });
 
   test('captured content of a streamed Responses call with instructions', async () => {
@@ -444,5 +465,6 @@ describe('settings read from the env the runtime was given, not process.env', ()
     assert.equal(redactQuery('model=gpt-realtime'), 'model=gpt-realtime');
     assert.equal(redactQuery('api-key=sk-secret&model=m&sig=abc&flag'), 'api-key=[redacted]&model=m&sig=[redacted]&flag');
     assert.equal(redactQuery('Api%2DKey=sk-1&access_token=t&token=u'), 'Api%2DKey=[redacted]&access_token=[redacted]&token=[redacted]');
+    assert.equal(redactQuery('x-api-key=a&client_secret=b&max_tokens=5'), 'x-api-key=[redacted]&client_secret=[redacted]&max_tokens=5');
   });
 });

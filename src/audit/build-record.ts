@@ -10,6 +10,7 @@ import { requestFactsFromJson, responseFactsFromJson, type ResponseFacts } from 
 import { operationFromPath } from '../capture/operation.ts';
 import type { ExchangeCapture } from './exchange-capture.ts';
 import { redactQuery } from './redact-query.ts';
+import { maskKeys, maskKeysOrNull, redactBody } from './secrets.ts';
 import type { ApiKeyIdentity, HeaderRedactor } from './identity.ts';
 import { AUDIT_SCHEMA_VERSION, type AuditRecord, type CapturedBody, type HeaderMap, type OpenAIInfo } from './record.ts';
 
@@ -102,6 +103,9 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
   const request = await capture.request.finish();
   const response = capture.response === null ? null : await capture.response.finish();
   const own = proxyErrorResponse(exchange);
+  // Facts are read from the bodies as captured; the record stores them redacted (secrets.ts).
+  const openai = openaiInfo(ctx, request, response);
+  if (openai !== null) openai.outputText = maskKeysOrNull(openai.outputText);
   const durationMs = (exchange.endHr ?? exchange.startHr) - exchange.startHr;
   const stream = capture.stream !== null;
   const record: AuditRecord = {
@@ -115,16 +119,22 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     client: { address: capture.clientAddress, userAgent: req.headers['user-agent'] ?? null },
     apiKey: ctx.apiKey,
     upstream: exchange.origin ?? '',
-    request: { method: exchange.method, path: exchange.path, query: redactQuery(exchange.query), headers: redactor.redactRaw(req.rawHeaders), ...request },
+    request: {
+      method: exchange.method,
+      path: maskKeys(exchange.path),
+      query: redactQuery(exchange.query),
+      headers: redactor.redactRaw(req.rawHeaders),
+      ...redactBody(request),
+    },
     response: {
       status: exchange.status ?? own?.status ?? null,
       headers: capture.responseHeaders === null ? (own?.headers ?? {}) : redactor.redact(capture.responseHeaders),
-      ...(response ?? own?.body ?? emptyBody(null)),
+      ...redactBody(response ?? own?.body ?? emptyBody(null)),
       streamed: stream,
     },
-    openai: openaiInfo(ctx, request, response),
+    openai,
     outcome: exchange.error?.outcome ?? 'ok',
-    error: exchange.error === null ? null : { type: exchange.error.code, message: exchange.error.message },
+    error: exchange.error === null ? null : { type: exchange.error.code, message: maskKeys(exchange.error.message) },
     trace: ctx.trace,
   };
   if (exchange.kind === 'websocket') record.websocket = websocketInfo(exchange as WebSocketExchange, capture);
@@ -139,7 +149,7 @@ function websocketInfo(exchange: WebSocketExchange, capture: ExchangeCapture): N
     bytesIn: counts?.bytesIn ?? 0,
     bytesOut: counts?.bytesOut ?? 0,
     closeCode: exchange.close?.code ?? null,
-    closeReason: exchange.close?.reason ?? null,
+    closeReason: maskKeysOrNull(exchange.close?.reason ?? null),
     closedBy: exchange.close?.by ?? null,
   };
 }

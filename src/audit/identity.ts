@@ -6,13 +6,18 @@
 import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from './record.ts';
+import { isSecretName, maskKeys, REDACTED } from './secrets.ts';
 
-export const REDACTED = '[redacted]';
+export { REDACTED };
 const ALWAYS_REDACTED = ['authorization', 'api-key', 'openai-api-key', 'cookie', 'set-cookie', 'proxy-authorization'];
 // Browsers cannot set headers on a WebSocket, so the Realtime API takes the key as a subprotocol.
-const SUBPROTOCOL_KEY = /openai-insecure-api-key\.([^,\s]+)/;
+// Subprotocol tokens compare case-sensitively (RFC 6455 §4.1), but a client may spell the prefix
+// in any case and still send its key: it is found, and redacted, in any case.
+const SUBPROTOCOL_KEY = /(openai-insecure-api-key\.)([^,\s]+)/i;
 // Redaction must catch every key offered, not just the first.
-const SUBPROTOCOL_KEYS = new RegExp(SUBPROTOCOL_KEY.source, 'g');
+const SUBPROTOCOL_KEYS = new RegExp(SUBPROTOCOL_KEY.source, 'gi');
+// RFC 6750 §2.1: the credential is everything after the scheme (trailing spaces are not sent).
+const BEARER = /^Bearer\s+(.+)$/is;
 
 export interface ApiKeyIdentity {
   fingerprint: string;
@@ -22,13 +27,13 @@ export interface ApiKeyIdentity {
 export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
   const authorization = headers.authorization;
   if (authorization !== undefined) {
-    const match = /^Bearer\s+(\S+)/i.exec(authorization);
-    if (match?.[1] !== undefined) return match[1];
+    const credential = BEARER.exec(authorization)?.[1]?.trim();
+    if (credential !== undefined && credential !== '') return credential;
   }
   const apiKey = headers['api-key'] ?? headers['openai-api-key'];
   if (typeof apiKey === 'string' && apiKey !== '') return apiKey;
   const protocol = headers['sec-websocket-protocol'];
-  return protocol === undefined ? null : (SUBPROTOCOL_KEY.exec(protocol)?.[1] ?? null);
+  return protocol === undefined ? null : (SUBPROTOCOL_KEY.exec(protocol)?.[2] ?? null);
 }
 
 export function fingerprint(key: string): string {
@@ -41,11 +46,21 @@ export function identify(key: string | null): ApiKeyIdentity | null {
   return { fingerprint: fingerprint(key), hint: `${key.startsWith('sk-') ? 'sk-' : ''}…${last4}` };
 }
 
+/**
+ * Redacts a header map for the record: a header named in ALWAYS_REDACTED or AUDIT_REDACT_HEADERS,
+ * or whose name holds a credential word (secrets.ts: `x-api-key`, `x-goog-api-key`,
+ * `x-amz-security-token`, not `x-ratelimit-remaining-tokens`), keeps its name with `[redacted]`;
+ * an OpenAI key anywhere else in a value is masked.
+ */
 export class HeaderRedactor {
   readonly #redacted: Set<string>;
 
   constructor(extra: readonly string[]) {
     this.#redacted = new Set([...ALWAYS_REDACTED, ...extra.map((h) => h.toLowerCase())]);
+  }
+
+  #secret(lower: string): boolean {
+    return this.#redacted.has(lower) || isSecretName(lower);
   }
 
   /** Lower-case names; repeated headers become arrays; secrets keep their name with `[redacted]`. */
@@ -55,9 +70,9 @@ export class HeaderRedactor {
       const value = headers[name];
       if (value === undefined) continue;
       const lower = name.toLowerCase();
-      if (this.#redacted.has(lower)) out[lower] = REDACTED;
+      if (this.#secret(lower)) out[lower] = REDACTED;
       else if (lower === 'sec-websocket-protocol') out[lower] = redactSubprotocol(value);
-      else out[lower] = value;
+      else out[lower] = maskValue(value);
     }
     return out;
   }
@@ -70,11 +85,11 @@ export class HeaderRedactor {
     const out: HeaderMap = {};
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = (rawHeaders[i] as string).toLowerCase();
-      if (this.#redacted.has(name)) {
+      if (this.#secret(name)) {
         out[name] = REDACTED;
         continue;
       }
-      const value = rawHeaders[i + 1] as string;
+      const value = maskKeys(rawHeaders[i + 1] as string);
       const prior = out[name];
       out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
     }
@@ -84,8 +99,12 @@ export class HeaderRedactor {
   }
 }
 
+function maskValue(value: string | string[]): string | string[] {
+  return Array.isArray(value) ? value.map(maskKeys) : maskKeys(value);
+}
+
 function redactSubprotocol(value: string | string[]): string | string[] {
-  const scrub = (v: string): string => v.replace(SUBPROTOCOL_KEYS, `openai-insecure-api-key.${REDACTED}`);
+  const scrub = (v: string): string => maskKeys(v.replace(SUBPROTOCOL_KEYS, `$1${REDACTED}`));
   return Array.isArray(value) ? value.map(scrub) : scrub(value);
 }
 

@@ -1,28 +1,28 @@
 /**
- * Query strings can carry credentials (`?api-key=` for Azure-style clients, signed URLs): their
- * values are redacted before a query reaches the audit record or a span.
+ * Query strings can carry credentials (`?api-key=` for Azure-style clients, `?access_token=`,
+ * signed URLs): before a query reaches the audit record or a span, the value of every parameter
+ * whose name holds a credential word (secrets.ts) is redacted, and OpenAI keys are masked.
  */
-export const REDACTED = '[redacted]';
+import { isSecretName, maskKeys, REDACTED } from './secrets.ts';
 
-const SENSITIVE_QUERY = new Set([
-  'api-key', 'api_key', 'apikey', 'key', 'access_token', 'token', 'sig', 'signature', 'x-goog-signature', 'awsaccesskeyid',
-]);
+export { REDACTED };
 
 /** The query with sensitive values replaced by REDACTED; null stays null. */
 export function redactQuery(query: string | null): string | null {
   if (query === null) return null;
-  return query
+  const redacted = query
     .split('&')
     .map((pair) => {
       const eq = pair.indexOf('=');
       if (eq === -1) return pair;
       let name = pair.slice(0, eq);
       try {
-        name = decodeURIComponent(name);
+        name = decodeURIComponent(name.replaceAll('+', ' '));
       } catch {
         // keep the raw name
       }
-      return SENSITIVE_QUERY.has(name.toLowerCase()) ? `${pair.slice(0, eq)}=${REDACTED}` : pair;
+      return isSecretName(name) ? `${pair.slice(0, eq)}=${REDACTED}` : pair;
     })
     .join('&');
+  return maskKeys(redacted);
 }

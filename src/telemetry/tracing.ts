@@ -32,6 +32,7 @@ import {
 import type { AuditRecord } from '../audit/record.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { redactQuery } from '../audit/redact-query.ts';
+import { maskKeys } from '../audit/secrets.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
 import { VERSION } from '../version.ts';
 import { ExplicitContextOnly } from './explicit-context.ts';
@@ -194,7 +195,7 @@ export class Tracing {
         startTime: epochMs(exchange.startHr),
         attributes: {
           [ATTR_HTTP_REQUEST_METHOD]: exchange.method,
-          [ATTR_URL_PATH]: path,
+          [ATTR_URL_PATH]: maskKeys(path),
           [ATTR_URL_QUERY]: query ?? undefined,
           [ATTR_URL_SCHEME]: secure ? 'https' : 'http',
           [ATTR_HTTP_ROUTE]: route,
@@ -244,7 +245,7 @@ export class Tracing {
           [ATTR_SERVER_ADDRESS]: origin.hostname,
           [ATTR_SERVER_PORT]: origin.port,
           // The URL actually requested: the origin's base path included, the query redacted.
-          [ATTR_URL_FULL]: `${origin.origin}${exchange.upstreamPath ?? exchange.path}${query === null ? '' : `?${query}`}`,
+          [ATTR_URL_FULL]: maskKeys(`${origin.origin}${exchange.upstreamPath ?? exchange.path}${query === null ? '' : `?${query}`}`),
           ...(operation === null
             ? {}
             : { [ATTR_GEN_AI_OPERATION_NAME]: operation, [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER_NAME_VALUE_OPENAI }),

@@ -251,8 +251,12 @@ const RESPONSES_USAGE = {
   output_tokens: U.completion, output_tokens_details: { reasoning_tokens: U.reasoning }, total_tokens: U.total,
 };
 
-const words = (c: Ctx): string[] =>
-  Array.from({ length: int(h(c, 'x-test-chunks'), 5) }, (_, i) => WORDS[i] ?? ` w${i}`);
+/** The answer's text pieces: `x-test-text` answers that text as the one piece. */
+const words = (c: Ctx): string[] => {
+  const text = h(c, 'x-test-text');
+  if (text !== undefined) return [text];
+  return Array.from({ length: int(h(c, 'x-test-chunks'), 5) }, (_, i) => WORDS[i] ?? ` w${i}`);
+};
 const dataFrame = (v: unknown): string => `data: ${JSON.stringify(v)}\n\n`;
 const model = (c: Ctx, fallback: string): string => str(c.json.model, fallback);
 
