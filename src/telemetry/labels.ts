@@ -40,3 +40,73 @@ export function operationLabel(operation: string | null | undefined): string {
   if (operation === null || operation === undefined) return NONE;
   return OPENAI_RESOURCES.has(operation.split('.')[0] ?? '') ? operation : OTHER;
 }
+
+/**
+ * Bounds the label combinations of one metric. Each label is bounded on its own, but their
+ * product is not (institutions × models × operations × statuses): combinations take the
+ * metric's room first come, first served, and past it a new one is folded rather than dropped, so
+ * the metric's total stays exact. Folding turns the labels outside `keep` into `other`, so sums by
+ * the kept labels (a closed vocabulary the proxy sets itself: status, outcome, token type) stay
+ * exact too, within a reserve of a tenth of the room; past that reserve everything lands in one
+ * series whose labels are all `other`. The metric then never holds more than `maxCombinations`.
+ * https://prometheus.io/docs/practices/naming/#labels
+ */
+export class SeriesCap<L extends string> {
+  readonly #names: readonly L[];
+  readonly #keep: ReadonlySet<L>;
+  readonly #series = new Set<string>();
+  /** Combinations that keep their own values. */
+  readonly #own: number;
+  /** Combinations, own and folded, before the last slot, which is the all-`other` series'. */
+  readonly #folded: number;
+  readonly #allOther: Record<L, string>;
+  readonly #allOtherKey: string;
+  readonly #onFold: () => void;
+
+  constructor(names: readonly L[], options: { maxCombinations: number; keep?: readonly L[]; onFold: () => void }) {
+    this.#names = names;
+    this.#keep = new Set(options.keep ?? []);
+    const max = Math.max(1, options.maxCombinations);
+    this.#folded = max - 1;
+    this.#own = this.#keep.size > 0 ? Math.max(0, this.#folded - Math.ceil(max / 10)) : this.#folded;
+    this.#allOther = Object.fromEntries(names.map((name) => [name, OTHER])) as Record<L, string>;
+    this.#allOtherKey = this.#key(this.#allOther);
+    this.#onFold = options.onFold;
+  }
+
+  /** The labels to record `values` under: themselves, or their folded form once the room is taken. */
+  labels(values: Partial<Record<L, string | number>>): Partial<Record<L, string | number>> {
+    const key = this.#key(values);
+    const series = this.#series;
+    if (series.has(key)) return values;
+    if (series.size < this.#own) {
+      series.add(key);
+      return values;
+    }
+    this.#onFold();
+    if (this.#keep.size > 0) {
+      const folded = {} as Record<L, string | number>;
+      for (const name of this.#names) folded[name] = this.#keep.has(name) ? values[name] ?? '' : OTHER;
+      const foldedKey = this.#key(folded);
+      if (series.has(foldedKey)) return folded;
+      if (series.size < this.#folded) {
+        series.add(foldedKey);
+        return folded;
+      }
+    }
+    series.add(this.#allOtherKey);
+    return this.#allOther;
+  }
+
+  /** Label combinations the metric holds. */
+  get size(): number {
+    return this.#series.size;
+  }
+
+  // Values never hold NUL: header values cannot, a model is a name upstream accepted, the proxy sets the rest.
+  #key(values: Partial<Record<L, string | number>>): string {
+    let key = '';
+    for (const name of this.#names) key += `${values[name] ?? ''}\u0000`;
+    return key;
+  }
+}
