@@ -150,6 +150,8 @@ test('through observe(): 100 institutions × 44 operations × 12 statuses × 50 
   const CAP = 300;
   const config = loadConfig({ ...BASE_ENV, METRICS_ENABLED: 'true', METRICS_MAX_SERIES_PER_METRIC: String(CAP) });
   assert.equal(config.metrics.maxSeriesPerMetric, CAP);
+  assert.equal(loadConfig(BASE_ENV).metrics.maxSeriesPerMetric, 5000, 'the default');
+  assert.throws(() => loadConfig({ ...BASE_ENV, METRICS_MAX_SERIES_PER_METRIC: '99' }), /METRICS_MAX_SERIES_PER_METRIC: 99 is out of range/);
   const metrics = new ProxyMetrics(config.metrics, { exemplars: false, auditStats: () => ({ journal: null, shipper: null }) });
   const N = 4000;
   const byStatus = new Map<string, number>();

@@ -51,16 +51,27 @@ export function operationLabel(operation: string | null | undefined): string {
  * series whose labels are all `other`. The metric then never holds more than `maxCombinations`.
  * https://prometheus.io/docs/practices/naming/#labels
  */
+type Values<L extends string> = Partial<Record<L, string | number>>;
+
+/**
+ * Combinations as a tree of their values, label by label, so a lookup builds and hashes no joined
+ * key. Values are compared as given: callers pass each label always as a string or always a number.
+ */
+interface Node {
+  children: Map<string | number | undefined, Node> | null;
+  held: boolean;
+}
+
 export class SeriesCap<L extends string> {
   readonly #names: readonly L[];
   readonly #keep: ReadonlySet<L>;
-  readonly #series = new Set<string>();
+  readonly #root: Node = { children: null, held: false };
+  #size = 0;
   /** Combinations that keep their own values. */
   readonly #own: number;
   /** Combinations, own and folded, before the last slot, which is the all-`other` series'. */
   readonly #folded: number;
   readonly #allOther: Record<L, string>;
-  readonly #allOtherKey: string;
   readonly #onFold: () => void;
 
   constructor(names: readonly L[], options: { maxCombinations: number; keep?: readonly L[]; onFold: () => void }) {
@@ -70,43 +81,57 @@ export class SeriesCap<L extends string> {
     this.#folded = max - 1;
     this.#own = this.#keep.size > 0 ? Math.max(0, this.#folded - Math.ceil(max / 10)) : this.#folded;
     this.#allOther = Object.fromEntries(names.map((name) => [name, OTHER])) as Record<L, string>;
-    this.#allOtherKey = this.#key(this.#allOther);
     this.#onFold = options.onFold;
   }
 
   /** The labels to record `values` under: themselves, or their folded form once the room is taken. */
-  labels(values: Partial<Record<L, string | number>>): Partial<Record<L, string | number>> {
-    const key = this.#key(values);
-    const series = this.#series;
-    if (series.has(key)) return values;
-    if (series.size < this.#own) {
-      series.add(key);
+  labels(values: Values<L>): Values<L> {
+    if (this.#holds(values)) return values;
+    if (this.#size < this.#own) {
+      this.#hold(values);
       return values;
     }
     this.#onFold();
     if (this.#keep.size > 0) {
       const folded = {} as Record<L, string | number>;
       for (const name of this.#names) folded[name] = this.#keep.has(name) ? values[name] ?? '' : OTHER;
-      const foldedKey = this.#key(folded);
-      if (series.has(foldedKey)) return folded;
-      if (series.size < this.#folded) {
-        series.add(foldedKey);
+      if (this.#holds(folded)) return folded;
+      if (this.#size < this.#folded) {
+        this.#hold(folded);
         return folded;
       }
     }
-    series.add(this.#allOtherKey);
+    if (!this.#holds(this.#allOther)) this.#hold(this.#allOther);
     return this.#allOther;
   }
 
   /** Label combinations the metric holds. */
   get size(): number {
-    return this.#series.size;
+    return this.#size;
   }
 
-  // Values never hold NUL: header values cannot, a model is a name upstream accepted, the proxy sets the rest.
-  #key(values: Partial<Record<L, string | number>>): string {
-    let key = '';
-    for (const name of this.#names) key += `${values[name] ?? ''}\u0000`;
-    return key;
+  #holds(values: Values<L>): boolean {
+    let node: Node | undefined = this.#root;
+    for (const name of this.#names) {
+      node = node.children?.get(values[name]);
+      if (node === undefined) return false;
+    }
+    return node.held;
+  }
+
+  #hold(values: Values<L>): void {
+    let node = this.#root;
+    for (const name of this.#names) {
+      const value = values[name];
+      node.children ??= new Map();
+      let child = node.children.get(value);
+      if (child === undefined) {
+        child = { children: null, held: false };
+        node.children.set(value, child);
+      }
+      node = child;
+    }
+    node.held = true;
+    this.#size++;
   }
 }

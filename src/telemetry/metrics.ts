@@ -116,7 +116,7 @@ export class ProxyMetrics implements MetricsEndpoint {
 
     this.#overflow = new Counter({
       name: 'openai_proxy_metric_series_overflow_total',
-      help: 'Observations folded because their metric already held METRICS_MAX_SERIES_PER_METRIC series (labels outside status, outcome and type became "other").',
+      help: 'Observations whose labels were folded into "other" because their metric already held METRICS_MAX_SERIES_PER_METRIC series.',
       labelNames: ['metric'],
       registers,
     });
