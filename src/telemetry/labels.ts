@@ -41,16 +41,6 @@ export function operationLabel(operation: string | null | undefined): string {
   return OPENAI_RESOURCES.has(operation.split('.')[0] ?? '') ? operation : OTHER;
 }
 
-/**
- * Bounds the label combinations of one metric. Each label is bounded on its own, but their
- * product is not (institutions × models × operations × statuses): combinations take the
- * metric's room first come, first served, and past it a new one is folded rather than dropped, so
- * the metric's total stays exact. Folding turns the labels outside `keep` into `other`, so sums by
- * the kept labels (a closed vocabulary the proxy sets itself: status, outcome, token type) stay
- * exact too, within a reserve of a tenth of the room; past that reserve everything lands in one
- * series whose labels are all `other`. The metric then never holds more than `maxCombinations`.
- * https://prometheus.io/docs/practices/naming/#labels
- */
 type Values<L extends string> = Partial<Record<L, string | number>>;
 
 /**
@@ -62,6 +52,16 @@ interface Node {
   held: boolean;
 }
 
+/**
+ * Bounds the label combinations of one metric. Each label is bounded on its own, but their
+ * product is not (institutions × models × operations × statuses): combinations take the
+ * metric's room first come, first served, and past it a new one is folded rather than dropped, so
+ * the metric's total stays exact. Folding turns the labels outside `keep` into `other`, so sums by
+ * the kept labels (a closed vocabulary the proxy sets itself: status, outcome, token type) stay
+ * exact too, within a reserve of a tenth of the room; past that reserve everything lands in one
+ * series whose labels are all `other`. The metric then never holds more than `maxCombinations`.
+ * https://prometheus.io/docs/practices/naming/#labels
+ */
 export class SeriesCap<L extends string> {
   readonly #names: readonly L[];
   readonly #keep: ReadonlySet<L>;
