@@ -64,6 +64,8 @@ export interface MetricsConfig {
   enabled: boolean;
   maxModels: number;
   maxInstitutions: number;
+  /** Series one metric may expose (a histogram's label combination is a series per bucket, +3). */
+  maxSeriesPerMetric: number;
 }
 
 export class ConfigError extends Error {
@@ -257,6 +259,7 @@ export function loadConfig(env: Env = process.env): Config {
       enabled: bool(env, 'METRICS_ENABLED', true),
       maxModels: int(env, 'METRICS_MAX_MODELS', 50, 1, 10_000),
       maxInstitutions: int(env, 'METRICS_MAX_INSTITUTIONS', 100, 1, 100_000),
+      maxSeriesPerMetric: int(env, 'METRICS_MAX_SERIES_PER_METRIC', 5000, 100, 1_000_000),
     },
     genaiCaptureContent: bool(env, 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', false),
   };

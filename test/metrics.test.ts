@@ -111,6 +111,10 @@ describe('after known traffic', () => {
     assert.ok((sample(text, 'openai_proxy_audit_journal_bytes_total') ?? 0) > 0);
     assert.ok(sample(text, 'process_resident_memory_bytes') !== undefined);
     assert.ok(sample(text, 'nodejs_eventloop_lag_seconds') !== undefined);
+    // prom-client's totals are gauges named _total (promtool refuses them); the by-type gauges remain.
+    assert.ok(sample(text, 'nodejs_active_handles') !== undefined);
+    assert.doesNotMatch(text, /^nodejs_active_(handles|requests|resources)_total\b/m);
+    assert.equal(sample(text, 'openai_proxy_metric_series_overflow_total', { metric: 'openai_proxy_requests_total' }), 0);
   });
 });
 

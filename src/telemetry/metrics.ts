@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics (prom-client) for what operators watch: traffic, latency, tokens, bytes,
  * failures, WebSocket sessions, the audit pipeline and the proxy's own overhead. Every label
- * is bounded: operations are a fixed vocabulary, models and institutions fold into `other`.
+ * is bounded: operations are a fixed vocabulary, models and institutions fold into `other`; and
+ * so is every metric labelled from traffic: past METRICS_MAX_SERIES_PER_METRIC series, new label
+ * combinations fold into `other` too, counted in openai_proxy_metric_series_overflow_total.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues, type RegistryContentType } from 'prom-client';
 import type { AuditRecord } from '../audit/record.ts';
@@ -9,7 +11,7 @@ import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
 import type { Exchange, ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
-import { BoundedLabel, operationLabel } from './labels.ts';
+import { BoundedLabel, SeriesCap, operationLabel } from './labels.ts';
 
 /** Durations of LLM calls: 5 ms to over 5 minutes (reasoning models think long). */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
@@ -30,76 +32,137 @@ export interface ExchangeTimings {
   overheadSeconds: number | null;
 }
 
+/** A counter whose label combinations are capped (labels.ts, SeriesCap). */
+export class CappedCounter<L extends string> {
+  constructor(
+    readonly metric: Counter<L>,
+    readonly series: SeriesCap<L>,
+  ) {}
+
+  inc(labels: LabelValues<L>, value?: number): void {
+    this.metric.inc(this.series.labels(labels), value);
+  }
+}
+
+/** A histogram whose label combinations are capped (labels.ts, SeriesCap). */
+export class CappedHistogram<L extends string> {
+  constructor(
+    readonly metric: Histogram<L>,
+    readonly series: SeriesCap<L>,
+  ) {}
+
+  observe(labels: LabelValues<L>, value: number, exemplar?: Record<string, string>): void {
+    const capped = this.series.labels(labels);
+    if (exemplar === undefined) this.metric.observe(capped, value);
+    else this.metric.observe({ labels: capped, value, exemplarLabels: exemplar as LabelValues<L> });
+  }
+}
+
+interface MetricDefinition<L extends string> {
+  name: string;
+  help: string;
+  labelNames: readonly L[];
+  /** Labels a folded combination keeps: a small vocabulary the proxy sets itself, never client data. */
+  keep?: readonly L[];
+}
+
+/**
+ * prom-client's totals of active handles, requests and resources are gauges named `_total`, which
+ * the naming rules keep for counters (promtool rejects them); each is the sum of the same gauge
+ * by `type` (`sum(nodejs_active_handles)`), so they are dropped rather than renamed.
+ * https://prometheus.io/docs/practices/naming/#metric-names
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export class ProxyMetrics implements MetricsEndpoint {
   readonly registry: Registry<RegistryContentType>;
+  readonly #registers: Registry<RegistryContentType>[];
+  readonly #maxSeries: number;
+  readonly #overflow: Counter<'metric'>;
   readonly #models: BoundedLabel;
   readonly #institutions: BoundedLabel;
   readonly #exemplars: boolean;
   #rendering: Promise<unknown> = Promise.resolve();
 
-  readonly requests: Counter<'operation' | 'model' | 'status' | 'institution' | 'outcome'>;
-  readonly duration: Histogram<'operation' | 'model' | 'status'>;
-  readonly ttfb: Histogram<'operation' | 'model' | 'stream'>;
-  readonly overhead: Histogram<'operation'>;
-  readonly tokens: Counter<'model' | 'institution' | 'type'>;
+  readonly requests: CappedCounter<'operation' | 'model' | 'status' | 'institution' | 'outcome'>;
+  readonly duration: CappedHistogram<'operation' | 'model' | 'status'>;
+  readonly ttfb: CappedHistogram<'operation' | 'model' | 'stream'>;
+  readonly overhead: CappedHistogram<'operation'>;
+  readonly tokens: CappedCounter<'model' | 'institution' | 'type'>;
   readonly inFlight: Gauge<'kind'>;
   readonly #inFlight: Record<Exchange['kind'], number> = { http: 0, websocket: 0 };
-  readonly requestBytes: Counter<'operation'>;
-  readonly responseBytes: Counter<'operation'>;
-  readonly upstreamFailures: Counter<'outcome'>;
-  readonly wsSessions: Counter<'outcome'>;
-  readonly wsMessages: Counter<'direction'>;
-  readonly tapFailures: Counter<'stage'>;
-  readonly genaiDuration: Histogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
-  readonly genaiTokens: Histogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
+  readonly requestBytes: CappedCounter<'operation'>;
+  readonly responseBytes: CappedCounter<'operation'>;
+  readonly upstreamFailures: CappedCounter<'outcome'>;
+  readonly wsSessions: CappedCounter<'outcome'>;
+  readonly wsMessages: CappedCounter<'direction'>;
+  readonly tapFailures: CappedCounter<'stage'>;
+  readonly genaiDuration: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
+  readonly genaiTokens: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
 
   constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats }) {
     this.#models = new BoundedLabel(config.maxModels);
     this.#institutions = new BoundedLabel(config.maxInstitutions);
+    this.#maxSeries = config.maxSeriesPerMetric;
     this.#exemplars = options.exemplars;
     // prom-client only lets exemplar-carrying metrics join a registry created as OpenMetrics.
     this.registry = new Registry<RegistryContentType>();
     if (options.exemplars) this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const registers: Registry<RegistryContentType>[] = [this.registry];
+    this.#registers = registers;
     const enableExemplars = options.exemplars;
     collectDefaultMetrics({ register: this.registry });
+    for (const name of GAUGES_NAMED_TOTAL) this.registry.removeSingleMetric(name);
 
-    this.requests = new Counter({
+    this.#overflow = new Counter({
+      name: 'openai_proxy_metric_series_overflow_total',
+      help: 'Observations whose labels were folded into "other" because their metric already held METRICS_MAX_SERIES_PER_METRIC series.',
+      labelNames: ['metric'],
+      registers,
+    });
+
+    this.requests = this.#counter({
       name: 'openai_proxy_requests_total',
       help: 'Proxied exchanges by API operation, model, HTTP status, institution and outcome.',
       labelNames: ['operation', 'model', 'status', 'institution', 'outcome'],
-      registers,
+      keep: ['status', 'outcome'],
     });
-    this.duration = new Histogram({
-      name: 'openai_proxy_request_duration_seconds',
-      help: 'Whole exchange, first request byte to last response byte.',
-      labelNames: ['operation', 'model', 'status'],
-      buckets: DURATION_BUCKETS,
+    this.duration = this.#histogram(
+      {
+        name: 'openai_proxy_request_duration_seconds',
+        help: 'Whole exchange, first request byte to last response byte.',
+        labelNames: ['operation', 'model', 'status'],
+        keep: ['status'],
+      },
+      DURATION_BUCKETS,
       enableExemplars,
-      registers,
-    });
-    this.ttfb = new Histogram({
-      name: 'openai_proxy_upstream_ttfb_seconds',
-      help: 'Request start to the first response byte from upstream (time to first token for streams).',
-      labelNames: ['operation', 'model', 'stream'],
-      buckets: DURATION_BUCKETS,
+    );
+    this.ttfb = this.#histogram(
+      {
+        name: 'openai_proxy_upstream_ttfb_seconds',
+        help: 'Request start to the first response byte from upstream (time to first token for streams).',
+        labelNames: ['operation', 'model', 'stream'],
+        keep: ['stream'],
+      },
+      DURATION_BUCKETS,
       enableExemplars,
-      registers,
-    });
-    this.overhead = new Histogram({
-      name: 'openai_proxy_overhead_seconds',
-      help: 'Time spent in the proxy itself, not waiting on the client or upstream (also in the Server-Timing header).',
-      labelNames: ['operation'],
-      buckets: OVERHEAD_BUCKETS,
-      registers,
-    });
-    this.tokens = new Counter({
+    );
+    this.overhead = this.#histogram(
+      {
+        name: 'openai_proxy_overhead_seconds',
+        help: 'Time spent in the proxy itself, not waiting on the client or upstream (also in the Server-Timing header).',
+        labelNames: ['operation'],
+      },
+      OVERHEAD_BUCKETS,
+    );
+    this.tokens = this.#counter({
       name: 'openai_proxy_tokens_total',
       help: 'Tokens reported by upstream usage, by model, institution and type (input, output, cached, reasoning).',
       labelNames: ['model', 'institution', 'type'],
-      registers,
+      keep: ['type'],
     });
     const inFlight = this.#inFlight;
+    // Not capped: its two kinds are the keys of a record, not values from traffic.
     this.inFlight = new Gauge({
       name: 'openai_proxy_requests_in_flight',
       help: 'Exchanges in progress (kind: http or websocket).',
@@ -109,32 +172,62 @@ export class ProxyMetrics implements MetricsEndpoint {
         for (const [kind, count] of Object.entries(inFlight)) this.set({ kind }, count);
       },
     });
-    this.requestBytes = new Counter({ name: 'openai_proxy_request_bytes_total', help: 'Request body bytes received from clients.', labelNames: ['operation'], registers });
-    this.responseBytes = new Counter({ name: 'openai_proxy_response_bytes_total', help: 'Response body bytes received from upstream.', labelNames: ['operation'], registers });
-    this.upstreamFailures = new Counter({
+    this.requestBytes = this.#counter({ name: 'openai_proxy_request_bytes_total', help: 'Request body bytes received from clients.', labelNames: ['operation'] });
+    this.responseBytes = this.#counter({ name: 'openai_proxy_response_bytes_total', help: 'Response body bytes received from upstream.', labelNames: ['operation'] });
+    this.upstreamFailures = this.#counter({
       name: 'openai_proxy_upstream_failures_total',
       help: 'Exchanges upstream failed, by outcome (upstream_unreachable, upstream_timeout, upstream_reset); client aborts and refusals are in openai_proxy_requests_total{outcome}.',
       labelNames: ['outcome'],
-      registers,
     });
-    this.wsSessions = new Counter({ name: 'openai_proxy_websocket_sessions_total', help: 'WebSocket sessions ended, by outcome.', labelNames: ['outcome'], registers });
-    this.wsMessages = new Counter({ name: 'openai_proxy_websocket_messages_total', help: 'WebSocket messages relayed, by sender (client or upstream).', labelNames: ['direction'], registers });
-    this.tapFailures = new Counter({ name: 'openai_proxy_observer_failures_total', help: 'Failures inside observers (capture, audit, telemetry); the exchange itself went on.', labelNames: ['stage'], registers });
-    this.genaiDuration = new Histogram({
-      name: 'gen_ai_client_operation_duration_seconds',
-      help: 'GenAI semantic convention gen_ai.client.operation.duration for inference calls.',
-      labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'error_type'],
-      buckets: GENAI_DURATION_BUCKETS,
-      registers,
-    });
-    this.genaiTokens = new Histogram({
-      name: 'gen_ai_client_token_usage',
-      help: 'GenAI semantic convention gen_ai.client.token.usage: tokens per call by type (input, output).',
-      labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_token_type'],
-      buckets: TOKEN_BUCKETS,
-      registers,
-    });
+    this.wsSessions = this.#counter({ name: 'openai_proxy_websocket_sessions_total', help: 'WebSocket sessions ended, by outcome.', labelNames: ['outcome'] });
+    this.wsMessages = this.#counter({ name: 'openai_proxy_websocket_messages_total', help: 'WebSocket messages relayed, by sender (client or upstream).', labelNames: ['direction'] });
+    this.tapFailures = this.#counter({ name: 'openai_proxy_observer_failures_total', help: 'Failures inside observers (capture, audit, telemetry); the exchange itself went on.', labelNames: ['stage'] });
+    this.genaiDuration = this.#histogram(
+      {
+        name: 'gen_ai_client_operation_duration_seconds',
+        help: 'GenAI semantic convention gen_ai.client.operation.duration for inference calls.',
+        labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'error_type'],
+        keep: ['gen_ai_operation_name', 'gen_ai_provider_name', 'error_type'],
+      },
+      GENAI_DURATION_BUCKETS,
+    );
+    this.genaiTokens = this.#histogram(
+      {
+        name: 'gen_ai_client_token_usage',
+        help: 'GenAI semantic convention gen_ai.client.token.usage: tokens per call by type (input, output).',
+        labelNames: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_token_type'],
+        keep: ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_token_type'],
+      },
+      TOKEN_BUCKETS,
+    );
     this.#auditGauges(options.auditStats, registers);
+  }
+
+  /** A counter labelled from traffic: its label combinations are capped. */
+  #counter<L extends string>(definition: MetricDefinition<L>): CappedCounter<L> {
+    const { name, help, labelNames } = definition;
+    const metric = new Counter<L>({ name, help, labelNames, registers: this.#registers });
+    return new CappedCounter(metric, this.#seriesCap(definition, 1));
+  }
+
+  /** A histogram labelled from traffic: its label combinations are capped. */
+  #histogram<L extends string>(definition: MetricDefinition<L>, buckets: number[], enableExemplars = false): CappedHistogram<L> {
+    const { name, help, labelNames } = definition;
+    const metric = new Histogram<L>({ name, help, labelNames, buckets, enableExemplars, registers: this.#registers });
+    // Each combination is a series per bucket, one for +Inf, one for _sum and one for _count.
+    return new CappedHistogram(metric, this.#seriesCap(definition, buckets.length + 3));
+  }
+
+  #seriesCap<L extends string>(definition: MetricDefinition<L>, seriesPerCombination: number): SeriesCap<L> {
+    const labels = { metric: definition.name };
+    // Zero from the start, so an alert on its increase has a series to watch.
+    this.#overflow.inc(labels, 0);
+    const overflow = this.#overflow;
+    return new SeriesCap(definition.labelNames, {
+      maxCombinations: Math.floor(this.#maxSeries / seriesPerCombination),
+      keep: definition.keep,
+      onFold: () => overflow.inc(labels),
+    });
   }
 
   #auditGauges(stats: () => AuditPipelineStats, registers: Registry<RegistryContentType>[]): void {
@@ -206,9 +299,9 @@ export class ProxyMetrics implements MetricsEndpoint {
     const exemplar = this.#exemplars && record.trace !== null ? { trace_id: record.trace.traceId, span_id: record.trace.spanId } : undefined;
 
     this.requests.inc({ operation, model, status, institution, outcome: record.outcome });
-    this.#observe(this.duration, { operation, model, status }, record.durationMs / 1000, exemplar);
+    this.duration.observe({ operation, model, status }, record.durationMs / 1000, exemplar);
     if (record.upstreamTtfbMs !== null) {
-      this.#observe(this.ttfb, { operation, model, stream: String(record.openai?.stream ?? false) }, record.upstreamTtfbMs / 1000, exemplar);
+      this.ttfb.observe({ operation, model, stream: String(record.openai?.stream ?? false) }, record.upstreamTtfbMs / 1000, exemplar);
     }
     if (timings.overheadSeconds !== null) this.overhead.observe({ operation }, timings.overheadSeconds);
     this.requestBytes.inc({ operation }, record.request.bytes);
@@ -216,11 +309,6 @@ export class ProxyMetrics implements MetricsEndpoint {
     if (record.outcome.startsWith('upstream_')) this.upstreamFailures.inc({ outcome: record.outcome });
     if (record.websocket !== undefined) this.#observeWebSocket(record);
     this.#observeUsage(record, model, institution);
-  }
-
-  #observe<L extends string>(histogram: Histogram<L>, labels: LabelValues<L>, value: number, exemplar: Record<string, string> | undefined): void {
-    if (exemplar === undefined) histogram.observe(labels, value);
-    else histogram.observe({ labels, value, exemplarLabels: exemplar as LabelValues<L> });
   }
 
   #observeWebSocket(record: AuditRecord): void {
