@@ -43,7 +43,7 @@ export function describe(value: unknown): string {
     if (/^sk-/.test(value)) return 'an API key (not shown; the file holds fingerprints, never keys)';
     return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   }
-  return String(value);
+  return typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value;
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {
@@ -69,7 +69,7 @@ export function mapping(value: unknown, path: Path, problems: Problems, allowed:
 }
 
 export function list(value: unknown, path: Path, problems: Problems): unknown[] | null {
-  if (Array.isArray(value)) return value;
+  if (Array.isArray(value)) return value as unknown[];
   problems.add(path, `expected a list, got ${describe(value)}`);
   return null;
 }

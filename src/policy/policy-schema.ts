@@ -70,11 +70,17 @@ export const PRICE_FIELDS = [
 ] as const;
 
 export const FINGERPRINT = /^sha256:[0-9a-f]{16}$/;
-// Institution names end up in records and metric labels: one line of printable text.
-const INSTITUTION_NAME = /^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\s\x00-\x1f\x7f])?$/;
+/** Institution names end up in records and metric labels: 1 to 128 characters on one line, no surrounding spaces. */
+export function isInstitutionName(name: string): boolean {
+  if (name.length === 0 || name.length > 128 || name.trim() !== name) return false;
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return false;
+  }
+  return true;
+}
 const NAME_PROBLEM = (name: string): string =>
   `${describe(name)} is not a usable institution name (1 to 128 characters on one line, no surrounding spaces)`;
-export const isInstitutionName = (name: string): boolean => INSTITUTION_NAME.test(name);
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // An OpenAI key goes into a header and a subprotocol token: visible ASCII, no spaces.
 const KEY_VALUE = /^[\x21-\x7e]+$/;
@@ -117,7 +123,7 @@ export function buildPolicy(tree: unknown, options: SchemaOptions, source: Polic
     if (!isMapping(top.institutions)) problems.add(['institutions'], `expected a mapping of institution name to entry, got ${describe(top.institutions)}`);
     for (const [name, value] of Object.entries(all)) {
       const path = ['institutions', name];
-      if (!INSTITUTION_NAME.test(name)) problems.add(path, NAME_PROBLEM(name));
+      if (!isInstitutionName(name)) problems.add(path, NAME_PROBLEM(name));
       const institution = institutionEntry(name, value ?? {}, path, problems);
       institution.keys.forEach((fingerprint, k) => {
         if (claim(fingerprint, [...path, 'keys', k])) keyInstitutions.set(fingerprint, name);
@@ -162,7 +168,7 @@ function virtualKey(value: unknown, path: Path, problems: Problems, options: Sch
   const at = (field: string): Path => [...path, field];
   const print = fields.fingerprint === undefined ? required(at('fingerprint'), problems) : fingerprint(fields.fingerprint, at('fingerprint'), problems);
   const institution = fields.institution === undefined ? required(at('institution'), problems) : text(fields.institution, at('institution'), problems);
-  if (institution !== null && !INSTITUTION_NAME.test(institution)) problems.add(at('institution'), NAME_PROBLEM(institution));
+  if (institution !== null && !isInstitutionName(institution)) problems.add(at('institution'), NAME_PROBLEM(institution));
   const disabled = fields.disabled === undefined ? false : flag(fields.disabled, at('disabled'), problems);
   const keyLimits = fields.limits === undefined ? [] : limits(fields.limits, at('limits'), problems);
   // A revoked key's secret may be gone already; it is never used, so it is not looked up.
