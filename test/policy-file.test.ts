@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { inspect } from 'node:util';
 import { AddressSet } from '../src/policy/address-set.ts';
+import { limitsFor, rulesFor } from '../src/policy/effective.ts';
 import { mergeLegacyInstitutions } from '../src/policy/legacy-institutions.ts';
 import { PolicyFileError, loadPolicy } from '../src/policy/policy-file.ts';
 import { policyDir } from './support/policy.ts';
@@ -208,6 +209,7 @@ const MISTAKES: [string, string, RegExp][] = [
   ['rewrite unknown field', inst('rewrites: [ { param: a, to: b, model: [ x ] } ]'), /^institutions\.acme\.rewrites\[0\]: expected exactly one of model, param, path, header, got model and param/],
   ['rewrite filter misspelt', inst('rewrites: [ { param: a, to: b, modles: [ x ] } ]'), /^institutions\.acme\.rewrites\[0\]\.modles: unknown field; did you mean "models"\?/],
   ['path rewrite template', inst('rewrites: [ { path: "v1/x?y", to: /v1/y } ]'), /^institutions\.acme\.rewrites\[0\]\.path: "v1\/x\?y" is not a path template/],
+  ['path rewrite placeholder', inst('rewrites: [ { path: "/v1/engines/{engine}/completions", to: "/v1/{model}/completions" } ]'), /^institutions\.acme\.rewrites\[0\]\.to: \{model\} is not a placeholder of path/],
   ['header rewrite name', inst('rewrites: [ { header: "a b", value: c } ]'), /^institutions\.acme\.rewrites\[0\]\.header: "a b" is not a valid header name/],
   ['header rewrite value', inst('rewrites: [ { header: a, value: "c\\r\\nd" } ]'), /^institutions\.acme\.rewrites\[0\]\.value: expected a header value/],
   ['defaults unknown field', 'defaults: { limit: [] }', /^defaults\.limit: unknown field; did you mean "limits"\?/],
@@ -342,4 +344,33 @@ test('INSTITUTIONS_FILE: its fingerprints become keys of their institutions; the
 
   const viaLoader = loadPolicy(files.write('legacy.yaml', CONTRACT), { env: ENV, legacyInstitutions: legacy });
   assert.equal(viaLoader.keyInstitutions.get('sha256:aaaaaaaaaaaaaaaa'), 'acme');
+});
+
+test("what applies: an institution's own limits and rule fields replace the defaults; a virtual key's limits add", () => {
+  const policy = load(
+    'effective.yaml',
+    `version: 1
+virtualKeys:
+  - { fingerprint: sha256:0f1e2d3c4b5a6978, institution: acme, upstreamKey: { env: OPENAI_API_KEY_ACME }, limits: [ { window: day, requests: 5 } ] }
+institutions:
+  acme: { limits: [ { window: minute, requests: 600 } ], models: [ "gpt-4o*" ] }
+  beta: { keys: [ sha256:1a2b3c4d5e6f7a8b ] }
+defaults:
+  limits: [ { window: day, costUsd: 50 } ]
+  models: [ "gpt-4o-mini" ]
+  maxBodyBytes: 1000
+`,
+  );
+  const vkEntry = policy.virtualKeys.get('sha256:0f1e2d3c4b5a6978') ?? null;
+  assert.deepEqual(limitsFor(policy, 'acme', vkEntry), {
+    institution: [{ window: 'minute', kind: 'requests', limit: 600 }],
+    virtualKey: [{ window: 'day', kind: 'requests', limit: 5 }],
+  });
+  assert.deepEqual(limitsFor(policy, 'beta', null).institution, [{ window: 'day', kind: 'costUsd', limit: 50 }]);
+  assert.deepEqual(limitsFor(policy, 'unlisted', null).institution, [{ window: 'day', kind: 'costUsd', limit: 50 }]);
+  assert.deepEqual(limitsFor(policy, null, null), { institution: [], virtualKey: [] });
+  assert.deepEqual(rulesFor(policy, 'acme').models, ['gpt-4o*']);
+  assert.equal(rulesFor(policy, 'acme').maxBodyBytes, 1000);
+  assert.deepEqual(rulesFor(policy, 'beta').models, ['gpt-4o-mini']);
+  assert.deepEqual(rulesFor(policy, null).models, ['gpt-4o-mini']);
 });

@@ -182,6 +182,23 @@ test("a Kubernetes ConfigMap update: the `..data` symlink swapped to a new direc
   assert.equal(store.status().path, path);
 });
 
+test('a symlink to a file in another directory: edits of the target reload', async () => {
+  const elsewhere = policyDir();
+  try {
+    const target = elsewhere.write('real-policy.yaml', policyWith(10));
+    symlinkSync(target, join(files.dir, 'policy.yaml'));
+    const { store, next } = observed(join(files.dir, 'policy.yaml'));
+    track(store).watch();
+    const loaded = next((r) => r.result === 'success');
+    writeFileSync(join(elsewhere.dir, 'real-policy.yaml.tmp'), policyWith(80));
+    renameSync(join(elsewhere.dir, 'real-policy.yaml.tmp'), target);
+    await loaded;
+    assert.equal(limitOf(store), 80);
+  } finally {
+    elsewhere.remove();
+  }
+});
+
 test('SIGHUP reloads, secrets included, even when the policy file is unchanged', async () => {
   const keyFile = files.write('acme.key', 'sk-real-one\n');
   const path = files.write(

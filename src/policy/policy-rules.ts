@@ -179,6 +179,8 @@ function oneRewrite(value: unknown, path: Path, problems: Problems): Rewrite | n
       const fields = mapping(value, path, problems, ['path', 'to']) as Record<string, unknown>;
       const from = pathTemplate(fields.path, at('path'), problems);
       const to = pathTemplate(fields.to, at('to'), problems);
+      const unbound = placeholders(to).filter((name) => !placeholders(from).includes(name));
+      if (unbound.length > 0) problems.add(at('to'), `{${unbound.join('}, {')}} is not a placeholder of path`);
       return problems.list.length > before ? null : { kind, from: from as string, to: to as string };
     }
     case 'header': {
@@ -195,6 +197,10 @@ function oneRewrite(value: unknown, path: Path, problems: Problems): Rewrite | n
         : { kind, name: (name as string).toLowerCase(), value: headerValue as string, models, operations: ops };
     }
   }
+}
+
+function placeholders(template: string | null): string[] {
+  return template === null ? [] : [...template.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1] as string);
 }
 
 /** `/v1/engines/{engine}/completions`: starts with `/`, placeholders are `{word}`. */
