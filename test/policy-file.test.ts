@@ -220,6 +220,12 @@ const MISTAKES: [string, string, RegExp][] = [
   ['trustedFrom v4 prefix', 'institutionHeader: { trustedFrom: [ 10.0.0.0/33 ] }', /^institutionHeader\.trustedFrom\[0\]: "10\.0\.0\.0\/33" is not an IP address or CIDR block/],
   ['trustedFrom v6 prefix', 'institutionHeader: { trustedFrom: [ "fd00::/129" ] }', /^institutionHeader\.trustedFrom\[0\]: "fd00::\/129" is not an IP address or CIDR block/],
   ['trustedFrom not a list', 'institutionHeader: { trustedFrom: 10.0.0.0/8 }', /^institutionHeader\.trustedFrom: expected a list, got "10\.0\.0\.0\/8"/],
+  ['trustedFrom entry not a string', 'institutionHeader: { trustedFrom: [ 10 ] }', /^institutionHeader\.trustedFrom\[0\]: expected an address or CIDR block, got 10/],
+  ['institutionHeader not a mapping', 'institutionHeader: x-id', /^institutionHeader: expected a mapping, got "x-id"/],
+  ['virtual key not a mapping', 'virtualKeys: [ sha256:0f1e2d3c4b5a6978 ]', /^virtualKeys\[0\]: expected a mapping, got "sha256:0f1e2d3c4b5a6978"/],
+  ['institution not a mapping', 'institutions: { acme: [] }', /^institutions\.acme: expected a mapping, got a list/],
+  ['rewrite not a mapping', inst('rewrites: [ x ]'), /^institutions\.acme\.rewrites\[0\]: expected a mapping, got "x"/],
+  ['prices not a mapping', 'prices: [ a ]', /^prices: expected a mapping of model to prices, got a list/],
   ['requireInstitution', 'requireInstitution: 1', /^requireInstitution: expected true or false, got 1/],
   ['quotaStoreDown', 'quotaStoreDown: closd', /^quotaStoreDown: "closd" is not one of open, closed \(did you mean "closed"\?\)/],
   ['price negative', 'prices: { gpt-x: { input: -1 } }', /^prices\.gpt-x\.input: expected a number of 0 or more, got -1/],
@@ -271,6 +277,10 @@ test('malformed files, duplicate keys, unknown extension, unreadable file', () =
   });
   assert.match(problemsOf('', 'empty.yaml')[0] as string, /empty\.yaml: expected a mapping, got nothing$/);
   assert.match(problemsOf('[1]', 'list.json')[0] as string, /list\.json: expected a mapping, got a list$/);
+  // A billion laughs: aliases expanding past any sensible size are refused, not expanded.
+  const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+  for (const [name, prior] of [['b', 'a'], ['c', 'b'], ['d', 'c']]) laughs.push(`${name}: &${name} [${Array(10).fill(`*${prior}`).join(', ')}]`);
+  assert.match(problemsOf(`${laughs.join('\n')}\n`)[0] as string, /bad\.yaml: malformed YAML: .*alias/i);
 });
 
 test('upstreamKey from a file: relative to the policy file, trimmed; empty or proxy-issued keys refused', () => {
@@ -305,6 +315,9 @@ test('the policy is frozen and never shows the upstream key', () => {
   const shown = [JSON.stringify(vkEntry), inspect(vkEntry, { depth: 5 }), String(vkEntry.upstreamKey), inspect(policy, { depth: 8 })];
   for (const text of shown) assert.ok(!text.includes('sk-real-acme'), text);
   assert.match(JSON.stringify(vkEntry), /"upstreamKey":\{"env":"OPENAI_API_KEY_ACME"\}/);
+  assert.equal(JSON.stringify(policy.institutionHeader), '{"name":"x-institution-id","trustedFrom":["10.0.0.0/8"]}');
+  // An institution may be declared with nothing else (YAML's `acme:` is null).
+  assert.deepEqual(load('bare.yaml', 'version: 1\ninstitutions:\n  acme:\n').institutions.get('acme')?.keys, []);
 });
 
 test('trustedFrom: IPv4 and IPv6 blocks and addresses, IPv4-mapped peers', () => {

@@ -254,6 +254,10 @@ test('reload() reports like the others; close() stops the watch and gives SIGHUP
   assert.equal(store.reload(), 'success');
   assert.equal(limitOf(store), 70);
   assert.deepEqual(reloads, [{ result: 'success', error: null }]);
+  unlinkSync(path);
+  assert.equal(store.reload(), 'error');
+  assert.equal(limitOf(store), 70);
+  assert.match((reloads as Reload[])[1]?.error?.message ?? '', /cannot read: ENOENT/);
   store.close();
   assert.equal(process.listenerCount('SIGHUP'), listeners);
 });
