@@ -193,6 +193,7 @@ const MISTAKES: [string, string, RegExp][] = [
   ['defaults limit', 'defaults: { limits: [ { window: hour, costUsd: "5" } ] }', /^defaults\.limits\[0\]\.costUsd: expected a number greater than 0, got "5"/],
   ['institution keys format', inst('keys: [ sha256:zz ]'), /^institutions\.acme\.keys\[0\]: "sha256:zz" is not a key fingerprint/],
   ['a key listed twice', 'institutions:\n  acme: { keys: [ sha256:1a2b3c4d5e6f7a8b ] }\n  beta: { keys: [ sha256:1a2b3c4d5e6f7a8b ] }', /^institutions\.beta\.keys\[0\]: sha256:1a2b3c4d5e6f7a8b is already listed at institutions\.acme\.keys\[0\]/],
+  ['a key listed twice, after a bad one', inst('keys: [ sha256:zz, sha256:1a2b3c4d5e6f7a8b, sha256:1a2b3c4d5e6f7a8b ]'), /^institutions\.acme\.keys\[2\]: sha256:1a2b3c4d5e6f7a8b is already listed at institutions\.acme\.keys\[1\]/],
   ['a virtual key also a client key', `${vk('')}\ninstitutions:\n  beta: { keys: [ sha256:0f1e2d3c4b5a6978 ] }`, /^institutions\.beta\.keys\[0\]: sha256:0f1e2d3c4b5a6978 is already listed at virtualKeys\[0\]\.fingerprint/],
   ['institutions not a mapping', 'institutions: [ acme ]', /^institutions: expected a mapping of institution name to entry, got a list/],
   ['institution name with a line break', 'institutions:\n  "ac\\nme": {}', /^institutions\["ac\\nme"\]: "ac\\nme" is not a usable institution name/],
@@ -304,6 +305,8 @@ test("a disabled key's secret is not needed (revoking must not require keeping i
   const entry = policy.virtualKeys.get('sha256:0f1e2d3c4b5a6978');
   assert.equal(entry?.disabled, true);
   assert.equal(entry?.upstreamKey, null);
+  const shapeless = problemsOf(withTop(vk('disabled: true').replace('{ env: OPENAI_API_KEY_ACME }', '{ env: "A B" }')), 'bad.yaml', {});
+  assert.match(shapeless[0] as string, /virtualKeys\[0\]\.upstreamKey\.env: "A B" is not an environment variable name/);
 });
 
 test('the policy is frozen and never shows the upstream key', () => {

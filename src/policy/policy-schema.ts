@@ -124,10 +124,8 @@ export function buildPolicy(tree: unknown, options: SchemaOptions, source: Polic
     for (const [name, value] of Object.entries(all)) {
       const path = ['institutions', name];
       if (!isInstitutionName(name)) problems.add(path, NAME_PROBLEM(name));
-      const institution = institutionEntry(name, value ?? {}, path, problems);
-      institution.keys.forEach((fingerprint, k) => {
-        if (claim(fingerprint, [...path, 'keys', k])) keyInstitutions.set(fingerprint, name);
-      });
+      const institution = institutionEntry(name, value ?? {}, path, problems, claim);
+      for (const fingerprint of institution.keys) keyInstitutions.set(fingerprint, name);
       institutions.set(name, institution);
     }
   }
@@ -171,13 +169,11 @@ function virtualKey(value: unknown, path: Path, problems: Problems, options: Sch
   if (institution !== null && !isInstitutionName(institution)) problems.add(at('institution'), NAME_PROBLEM(institution));
   const disabled = fields.disabled === undefined ? false : flag(fields.disabled, at('disabled'), problems);
   const keyLimits = fields.limits === undefined ? [] : limits(fields.limits, at('limits'), problems);
-  // A revoked key's secret may be gone already; it is never used, so it is not looked up.
+  // A revoked key's secret may be gone already; it is never used, so only its shape is checked.
   const upstreamKey =
     fields.upstreamKey === undefined
       ? required(at('upstreamKey'), problems)
-      : disabled === true
-        ? null
-        : upstreamKeyEntry(fields.upstreamKey, at('upstreamKey'), problems, options);
+      : upstreamKeyEntry(fields.upstreamKey, at('upstreamKey'), problems, disabled === true ? null : options);
   if (problems.list.length > before) return null;
   return Object.freeze({
     fingerprint: print as string,
@@ -193,7 +189,8 @@ function required(path: Path, problems: Problems): null {
   return null;
 }
 
-function upstreamKeyEntry(value: unknown, path: Path, problems: Problems, options: SchemaOptions): UpstreamKey | null {
+/** The key `value` points to; with `options` null (a disabled entry) only the reference is checked. */
+function upstreamKeyEntry(value: unknown, path: Path, problems: Problems, options: SchemaOptions | null): UpstreamKey | null {
   const fields = mapping(value, path, problems, ['env', 'file']);
   if (fields === null) return null;
   if ((fields.env === undefined) === (fields.file === undefined)) {
@@ -208,15 +205,16 @@ function upstreamKeyEntry(value: unknown, path: Path, problems: Problems, option
       problems.add([...path, 'env'], `${describe(name)} is not an environment variable name`);
       return null;
     }
+    if (options === null) return null;
     source = { env: name };
     secret = options.env[name]?.trim() ?? '';
     if (secret === '') {
-      problems.add([...path, 'env'], `environment variable ${name} is not set`);
+      problems.add([...path, 'env'], `environment variable ${name} is not set (or is empty)`);
       return null;
     }
   } else {
     const file = text(fields.file, [...path, 'file'], problems);
-    if (file === null) return null;
+    if (file === null || options === null) return null;
     source = { file };
     try {
       secret = readFileSync(isAbsolute(file) ? file : resolve(options.baseDir, file), 'utf8').trim();
@@ -242,13 +240,20 @@ function upstreamKeyEntry(value: unknown, path: Path, problems: Problems, option
   return new UpstreamKey(secret, source);
 }
 
-function institutionEntry(name: string, value: unknown, path: Path, problems: Problems): Institution {
+/** `claim` reports a fingerprint already listed elsewhere (a key belongs to one institution). */
+function institutionEntry(
+  name: string,
+  value: unknown,
+  path: Path,
+  problems: Problems,
+  claim: (fingerprint: string, path: Path) => boolean,
+): Institution {
   const fields = mapping(value, path, problems, INSTITUTION_FIELDS) ?? {};
   const keys: string[] = [];
   if (fields.keys !== undefined) {
     (list(fields.keys, [...path, 'keys'], problems) ?? []).forEach((item, k) => {
       const print = fingerprint(item, [...path, 'keys', k], problems);
-      if (print !== null) keys.push(print);
+      if (print !== null && claim(print, [...path, 'keys', k])) keys.push(print);
     });
   }
   return Object.freeze({
