@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config.ts';
-import { ClientTimeoutError, HeadersTooLargeError, MalformedRequestError, TooManyConnectionsError, type ProxyError } from './errors.ts';
+import { ClientAbortedError, ClientTimeoutError, HeadersTooLargeError, MalformedRequestError, TooManyConnectionsError, type ProxyError } from './errors.ts';
 import { writeRawError } from './raw-response.ts';
 
 type RequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -119,6 +119,11 @@ export function createProxyServer(config: Config, handlers: ServerHandlers): htt
   // Answers a request the HTTP parser refused, in the OpenAI error shape, then closes.
   server.on('clientError', (err: ParserError, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable || refused.has(socket)) return void socket.destroy();
+    // The connection ended mid-message: the client went away, it sent nothing malformed.
+    if (err.code === 'HPE_INVALID_EOF_STATE') {
+      handlers.brokenRequest(socket, new ClientAbortedError('client closed the connection before the request was complete'));
+      return void socket.destroy();
+    }
     const error = parserError(err);
     if (handlers.brokenRequest(socket, error)) return;
     writeRawError(socket, error);
