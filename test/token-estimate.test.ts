@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { encodingForModel, estimateUsage, loadEncoder } from '../src/capture/token-estimate.ts';
+import { encodingForModel, estimateUsage, loadEncoder, preloadTokenizer } from '../src/capture/token-estimate.ts';
 import { costUsd } from '../src/policy/cost.ts';
 
 // The OpenAI cookbook, "How to count tokens with tiktoken" (section 6 and 7), sent these to the
@@ -118,6 +118,12 @@ test('what cannot be estimated is null', async () => {
     cachedTokens: null,
     reasoningTokens: null,
   });
+});
+
+test('preloading loads the encoding the model needs, once', async () => {
+  await preloadTokenizer('gpt-3.5-turbo');
+  await preloadTokenizer();
+  assert.equal(loadEncoder('cl100k_base'), loadEncoder('cl100k_base'));
 });
 
 test('importing the estimator does not load a tokenizer', () => {

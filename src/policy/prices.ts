@@ -1,7 +1,8 @@
 // The price table: OpenAI's published prices shipped as data (prices.json, with the date they
 // were taken and where from), the `prices:` additions and overrides of the policy file, and
 // the lookup of a model's price (dated snapshots fall back to their base model).
-import { readFileSync } from 'node:fs';
+// Imported rather than read from disk so that the build (tsc to dist/) carries the file along.
+import shippedFile from './prices.json' with { type: 'json' };
 
 /** USD per 1M tokens of each kind; a kind without a price falls back as cost.ts says. */
 export interface TokenPrices {
@@ -130,9 +131,9 @@ export function mergePrices(table: PriceTable, overrides: ReadonlyMap<string, Mo
 
 let shipped: PriceTable | undefined;
 
-/** The table shipped in prices.json, read and validated on first use. */
+/** The table shipped in prices.json, validated on first use. */
 export function shippedPrices(): PriceTable {
-  shipped ??= parsePriceTable(JSON.parse(readFileSync(new URL('./prices.json', import.meta.url), 'utf8')) as unknown, 'prices.json');
+  shipped ??= parsePriceTable(shippedFile, 'prices.json');
   return shipped;
 }
 
