@@ -224,3 +224,15 @@ test('isPricedOperation tells billed operations from free stored-object calls', 
     assert.equal(isPricedOperation(op), false, String(op));
   }
 });
+
+test('facts are read only from what they can be read from', () => {
+  assert.deepEqual(costFactsFromRequest('audio.speech', 'not an object'), {});
+  assert.deepEqual(costFactsFromRequest('audio.speech', { input: ['not', 'a string'] }), {});
+  assert.deepEqual(costFactsFromRequest('chat.completions', { messages: [] }), {});
+  assert.deepEqual(costFactsFromRequest('images.generations', { n: 0, size: 1024 }), { n: null, size: null, quality: null });
+  assert.deepEqual(costFactsFromRequest('images.edits', { n: 'two' }), { n: null, size: null, quality: null });
+  assert.deepEqual(costFactsFromResponse('audio.transcriptions', { duration: -3 }), {});
+  assert.deepEqual(costFactsFromResponse('audio.transcriptions', { duration: '12.5' }), {});
+  assert.deepEqual(costFactsFromResponse('images.generations', { data: 'none' }), {});
+  assert.deepEqual(costFactsFromResponse(null, []), {});
+});

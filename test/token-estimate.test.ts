@@ -79,6 +79,49 @@ test('an aborted stream: input from the request, output from the text received, 
   assert.equal(costUsd('chat.completions', 'gpt-4o-2024-08-06', usage), 0.0004);
 });
 
+test('the same tool counts the same in Responses (flat tools) and legacy `functions`', async () => {
+  const flat = [{ type: 'function', ...WEATHER_TOOLS[0]?.function }];
+  const [system, user] = WEATHER_MESSAGES;
+  const responses = await estimateUsage('responses', 'gpt-4o', { instructions: system?.content, input: user?.content, tools: flat }, null);
+  assert.equal(responses?.inputTokens, 101);
+  const legacy = await estimateUsage('chat.completions', 'gpt-4o', { messages: WEATHER_MESSAGES, functions: [WEATHER_TOOLS[0]?.function] }, null);
+  assert.equal(legacy?.inputTokens, 101);
+});
+
+test('tool calls and tool results are counted by their text', async () => {
+  const encoder = await loadEncoder('o200k_base');
+  const args = '{"location":"Paris, France"}';
+  const usage = await estimateUsage('chat.completions', 'gpt-4.1', {
+    messages: [
+      { role: 'user', content: 'Weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_current_weather', arguments: args } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '22C and sunny' },
+    ],
+  }, null);
+  const t = (text: string) => encoder.countTokens(text);
+  // priming 3; user: 3 + role + content; assistant: 3 + role + function name + arguments;
+  // tool: 3 + role + tool_call_id + content
+  const byHand = 3 + (3 + t('user') + t('Weather in Paris?')) + (3 + t('assistant') + t('get_current_weather') + t(args)) + (3 + t('tool') + t('call_1') + t('22C and sunny'));
+  assert.equal(usage?.inputTokens, byHand);
+  const responses = await estimateUsage('responses', 'gpt-4.1', {
+    input: [
+      { type: 'message', role: 'user', content: 'Weather in Paris?' },
+      { type: 'function_call', call_id: 'call_1', name: 'get_current_weather', arguments: args },
+      { type: 'function_call_output', call_id: 'call_1', output: '22C and sunny' },
+    ],
+  }, null);
+  // Items: 3 each, plus their text fields (type, id and status are not text the model reads).
+  assert.equal(responses?.inputTokens, 3 + (3 + t('user') + t('Weather in Paris?')) + (3 + t('call_1') + t('get_current_weather') + t(args)) + (3 + t('call_1') + t('22C and sunny')));
+});
+
+test('images in the input are not counted (the estimate runs low)', async () => {
+  const withImage = await estimateUsage('chat.completions', 'gpt-4o', {
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'What is in this picture?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }],
+  }, null);
+  const textOnly = await estimateUsage('chat.completions', 'gpt-4o', { messages: [{ role: 'user', content: 'What is in this picture?' }] }, null);
+  assert.equal(withImage?.inputTokens, textOnly?.inputTokens);
+});
+
 test('Responses input is counted like the same chat messages', async () => {
   const encoder = await loadEncoder('o200k_base');
   const asChat = await estimateUsage('chat.completions', 'gpt-5', { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Tell me a joke.' }] }, null);
@@ -110,6 +153,9 @@ test('what cannot be estimated is null', async () => {
   assert.equal(await estimateUsage('realtime', 'gpt-realtime', {}, 'hi'), null);
   assert.equal(await estimateUsage('audio.speech', 'tts-1', { input: 'hi' }, null), null);
   assert.equal(await estimateUsage('chat.completions', 'gpt-4o', 'not json', null), null);
+  assert.equal(await estimateUsage('chat.completions', 'gpt-4o', { messages: 'hi' }, null), null);
+  assert.equal(await estimateUsage('responses', 'gpt-4o', { previous_response_id: 'resp_1' }, null), null);
+  assert.equal(await estimateUsage('embeddings', 'text-embedding-3-small', { input: 42 }, null), null);
   // Output alone, when the request body was not captured.
   assert.deepEqual(await estimateUsage('chat.completions', 'gpt-4o', null, 'Hello, world!'), {
     inputTokens: null,

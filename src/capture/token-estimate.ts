@@ -76,7 +76,9 @@ export async function estimateUsage(
   if (!ESTIMATED_OPERATIONS.has(operation ?? '')) return null;
   const encoder = await loadEncoder(encodingForModel(model));
   const inputTokens = estimateInputTokens(encoder, operation, model, requestBody);
-  const outputTokens = outputText === null ? (operation === 'embeddings' ? 0 : null) : encoder.countTokens(outputText);
+  // Embeddings produce vectors, not tokens: their output is 0 once their input is counted.
+  const embeddingsOutput = operation === 'embeddings' && inputTokens !== null ? 0 : null;
+  const outputTokens = outputText === null ? embeddingsOutput : encoder.countTokens(outputText);
   if (inputTokens === null && outputTokens === null) return null;
   const totalTokens = inputTokens === null || outputTokens === null ? null : inputTokens + outputTokens;
   return { inputTokens, outputTokens, totalTokens, cachedTokens: null, reasoningTokens: null };
