@@ -180,6 +180,26 @@ test('long context: the whole request at the long-context rates past the thresho
   near(costUsd('chat.completions', 'gpt-5.4', usageOf({ prompt_tokens: 272000, completion_tokens: 1000 })), 0.695);
 });
 
+test('service tiers: priority (fast) and flex rates when the response says so', () => {
+  const usage = usageOf({ prompt_tokens: 1000, completion_tokens: 500, prompt_tokens_details: { cached_tokens: 400 } });
+  const tier = (serviceTier: string) => costFactsFromResponse('chat.completions', { object: 'chat.completion', service_tier: serviceTier });
+  // gpt-5 standard ("default"): 600 × 1.25 + 400 × 0.125 + 500 × 10 = 750 + 50 + 5000 = 5800 → $0.0058
+  near(costUsd('chat.completions', 'gpt-5', usage, tier('default')), 0.0058);
+  // priority: 600 × 2.5 + 400 × 0.25 + 500 × 20 = 1500 + 100 + 10000 = 11600 → $0.0116; "fast" is its new name
+  near(costUsd('chat.completions', 'gpt-5', usage, tier('priority')), 0.0116);
+  near(costUsd('responses', 'gpt-5-2025-08-07', usage, tier('fast')), 0.0116);
+  // An alias carries its entry's tiers: gpt-5-codex is gpt-5.
+  near(costUsd('responses', 'gpt-5-codex', usage, tier('priority')), 0.0116);
+  // flex: 600 × 0.625 + 400 × 0.0625 + 500 × 5 = 375 + 25 + 2500 = 2900 → $0.0029
+  near(costUsd('chat.completions', 'gpt-5', usage, tier('flex')), 0.0029);
+  // No published flex rate for gpt-4.1-nano, no priority rate over gpt-5.4's long-context threshold: unknown.
+  assert.equal(costUsd('chat.completions', 'gpt-4.1-nano', usage, tier('flex')), null);
+  const long = usageOf({ prompt_tokens: 300000, completion_tokens: 10 });
+  assert.equal(costUsd('chat.completions', 'gpt-5.4', long, tier('priority')), null);
+  // Tiers price tokens only: a speech request stays priced by characters.
+  near(costUsd('audio.speech', 'tts-1', null, { inputCharacters: 1000, serviceTier: 'priority' }), 0.015);
+});
+
 test('moderation is free, whatever the model', () => {
   assert.equal(costUsd('moderations', 'omni-moderation-latest', usageOf({ prompt_tokens: 10 })), 0);
   assert.equal(costUsd('moderations', null, null), 0);

@@ -11,7 +11,15 @@ import {
   parsePriceOverrides,
   parsePriceTable,
   shippedPrices,
+  type ModelPrice,
 } from '../src/policy/prices.ts';
+
+/** The standard text-token rates of an entry, without its other fields (tiers, long context). */
+function standard(price: ModelPrice | null): Pick<ModelPrice, 'input' | 'cachedInput' | 'output'> | null {
+  if (price === null) return null;
+  const { input, cachedInput, output } = price;
+  return Object.fromEntries(Object.entries({ input, cachedInput, output }).filter(([, v]) => v !== undefined));
+}
 
 test('the shipped table says when and where its prices were taken', () => {
   const table = shippedPrices();
@@ -34,11 +42,11 @@ test('the shipped table covers the models the brief names', () => {
 
 test('main models carry the published prices (USD per 1M tokens)', () => {
   const table = shippedPrices();
-  assert.deepEqual(findModelPrice(table, 'gpt-4o'), { input: 2.5, cachedInput: 1.25, output: 10 });
-  assert.deepEqual(findModelPrice(table, 'gpt-4o-mini'), { input: 0.15, cachedInput: 0.075, output: 0.6 });
-  assert.deepEqual(findModelPrice(table, 'gpt-5'), { input: 1.25, cachedInput: 0.125, output: 10 });
-  assert.deepEqual(findModelPrice(table, 'gpt-4.1'), { input: 2, cachedInput: 0.5, output: 8 });
-  assert.deepEqual(findModelPrice(table, 'o3'), { input: 2, cachedInput: 0.5, output: 8 });
+  assert.deepEqual(standard(findModelPrice(table, 'gpt-4o')), { input: 2.5, cachedInput: 1.25, output: 10 });
+  assert.deepEqual(standard(findModelPrice(table, 'gpt-4o-mini')), { input: 0.15, cachedInput: 0.075, output: 0.6 });
+  assert.deepEqual(standard(findModelPrice(table, 'gpt-5')), { input: 1.25, cachedInput: 0.125, output: 10 });
+  assert.deepEqual(standard(findModelPrice(table, 'gpt-4.1')), { input: 2, cachedInput: 0.5, output: 8 });
+  assert.deepEqual(standard(findModelPrice(table, 'o3')), { input: 2, cachedInput: 0.5, output: 8 });
   assert.deepEqual(findModelPrice(table, 'whisper-1'), { perMinute: 0.006 });
   assert.deepEqual(findModelPrice(table, 'tts-1-hd'), { perMillionCharacters: 30 });
   assert.equal(findModelPrice(table, 'dall-e-3')?.images?.hd?.['1792x1024'], 0.12);
@@ -51,7 +59,8 @@ test('dated snapshots fall back to their base model unless listed', () => {
   assert.equal(findModelPrice(table, 'gpt-4-0613'), findModelPrice(table, 'gpt-4'));
   assert.equal(findModelPrice(table, 'gpt-3.5-turbo-0125'), findModelPrice(table, 'gpt-3.5-turbo'));
   // Listed snapshots keep their own price: gpt-4o's first snapshot cost twice as much.
-  assert.deepEqual(findModelPrice(table, 'gpt-4o-2024-05-13'), { input: 5, output: 15 });
+  assert.deepEqual(standard(findModelPrice(table, 'gpt-4o-2024-05-13')), { input: 5, output: 15 });
+  assert.deepEqual(findModelPrice(table, 'gpt-4o-2024-05-13')?.priority, { input: 8.75, output: 26.25 });
   assert.equal(findModelPrice(table, 'gpt-4o-realtime-preview-2024-10-01')?.audioInput, 100);
   assert.equal(findModelPrice(table, 'gpt-4o-realtime-preview-2024-12-17')?.audioInput, 40);
 });
@@ -95,7 +104,7 @@ test('overrides add models and replace listed ones whole', () => {
   assert.equal(findModelPrice(table, 'acme-router'), findModelPrice(table, 'gpt-4.1-mini'));
   assert.deepEqual([...table.overridden].sort(), ['acme-router', 'ft:gpt-4o-mini:acme:2024', 'gpt-4o']);
   // The shipped table itself is untouched.
-  assert.deepEqual(findModelPrice(shippedPrices(), 'gpt-4o'), { input: 2.5, cachedInput: 1.25, output: 10 });
+  assert.deepEqual(standard(findModelPrice(shippedPrices(), 'gpt-4o')), { input: 2.5, cachedInput: 1.25, output: 10 });
   assert.equal(mergePrices(shippedPrices(), new Map()), shippedPrices());
 });
 
@@ -114,6 +123,8 @@ test('a bad price entry is refused with the place it is in', () => {
   refused({ 'dall-e-9': { images: { hd: { big: 1 } } } }, /images\.hd: "big" is not a size/);
   refused({ 'gpt-x': { longContext: { input: 1 } } }, /longContext\.aboveInputTokens: missing is not a number/);
   refused([], /^policy\.yaml: prices: \[\] is not a mapping$/);
+  refused({ 'gpt-x': { input: 1, priority: { inputt: 2 } } }, /prices\["gpt-x"\]\.priority\.inputt: unknown price field/);
+  refused({ 'gpt-x': { input: 1, flex: { output: -2 } } }, /prices\["gpt-x"\]\.flex\.output: -2 is not a number/);
   assert.throws(() => parseModelPrice({ free: 'yes' }, 'p'), /p\.free: "yes" is not true or false/);
 });
 

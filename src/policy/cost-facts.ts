@@ -24,16 +24,23 @@ export function costFactsFromRequest(operation: string | null, body: unknown): C
   return {};
 }
 
-/** Facts from the response: images returned, seconds of audio transcribed (verbose_json). */
+/**
+ * Facts from the response: images returned, seconds of audio transcribed (verbose_json), the
+ * service tier that served it (chat and Responses say `service_tier`; in a stream, every
+ * chunk or the `response.completed` event's `response` carries it: pass that object).
+ */
 export function costFactsFromResponse(operation: string | null, body: unknown): CostFacts {
   if (!isObject(body)) return {};
+  const facts: CostFacts = {};
+  if (typeof body.service_tier === 'string') facts.serviceTier = body.service_tier;
   if (operation !== null && operation.startsWith('images.') && Array.isArray(body.data)) {
-    return { imageCount: body.data.length };
+    facts.imageCount = body.data.length;
   }
-  if ((operation === 'audio.transcriptions' || operation === 'audio.translations') && typeof body.duration === 'number') {
-    return Number.isFinite(body.duration) && body.duration >= 0 ? { audioSeconds: body.duration } : {};
+  const audio = operation === 'audio.transcriptions' || operation === 'audio.translations';
+  if (audio && typeof body.duration === 'number' && Number.isFinite(body.duration) && body.duration >= 0) {
+    facts.audioSeconds = body.duration;
   }
-  return {};
+  return facts;
 }
 
 /**

@@ -28,6 +28,8 @@ export interface CostFacts {
   quality?: string | null;
   /** audio.*: seconds of audio when usage has none (a verbose_json `duration`). */
   audioSeconds?: number | null;
+  /** The `service_tier` the response says served it: `priority` (or `fast`) and `flex` have their own rates. */
+  serviceTier?: string | null;
 }
 
 const TOKEN_OPERATIONS = new Set(['chat.completions', 'responses', 'responses.compact', 'completions', 'embeddings', 'realtime']);
@@ -69,7 +71,7 @@ export function costUsd(
 }
 
 function priceOf(operation: string, price: ModelPrice, usage: CostUsage | null, facts: CostFacts): number | null {
-  if (TOKEN_OPERATIONS.has(operation)) return tokenCost(price, usage);
+  if (TOKEN_OPERATIONS.has(operation)) return tokenCost(price, usage, facts.serviceTier ?? null);
   if (AUDIO_IN_OPERATIONS.has(operation)) return audioInCost(price, usage, facts);
   if (operation === 'audio.speech') return speechCost(price, usage, facts);
   return imageCost(price, usage, facts);
@@ -81,11 +83,12 @@ function priceOf(operation: string, price: ModelPrice, usage: CostUsage | null, 
  * priced at its own rate; a part without a rate of its own is priced as text. Reasoning tokens
  * are part of the output tokens and priced as output.
  */
-export function tokenCost(price: ModelPrice, usage: CostUsage | null): number | null {
+export function tokenCost(price: ModelPrice, usage: CostUsage | null, serviceTier: string | null = null): number | null {
   if (usage === null || (usage.inputTokens === null && usage.outputTokens === null)) return null;
   const inputTokens = usage.inputTokens ?? 0;
   const outputTokens = usage.outputTokens ?? 0;
-  const rates = ratesFor(price, inputTokens);
+  const rates = ratesFor(price, inputTokens, serviceTier);
+  if (rates === null) return null;
   if (rates.input === undefined && inputTokens > 0) return null;
   if (rates.output === undefined && outputTokens > 0) return null;
 
@@ -111,11 +114,18 @@ export function tokenCost(price: ModelPrice, usage: CostUsage | null): number | 
 }
 
 // Long-context rates apply to every token of a request whose input is over the threshold;
-// a kind the long-context entry leaves out keeps its ordinary rate.
-function ratesFor(price: ModelPrice, inputTokens: number): TokenPrices {
+// a kind the long-context entry leaves out keeps its ordinary rate. Priority and flex rates
+// replace the standard ones; OpenAI publishes them without long context, so a long request
+// served in those tiers, or a tier the table has no rates for, is unknown (null).
+function ratesFor(price: ModelPrice, inputTokens: number, serviceTier: string | null): TokenPrices | null {
   const long = price.longContext;
-  if (long === undefined || inputTokens <= long.aboveInputTokens) return price;
-  return { ...price, ...long };
+  const isLong = long !== undefined && inputTokens > long.aboveInputTokens;
+  const tier = serviceTier === 'fast' ? 'priority' : serviceTier;
+  if (tier === 'priority' || tier === 'flex') {
+    const rates = price[tier];
+    return rates === undefined || isLong ? null : rates;
+  }
+  return isLong ? { ...price, ...long } : price;
 }
 
 /**

@@ -23,6 +23,10 @@ export interface LongContextPrices extends TokenPrices {
 
 export interface ModelPrice extends TokenPrices {
   longContext?: LongContextPrices;
+  /** Rates when the response says `service_tier: "priority"` (called "fast" since 2026-07-30). */
+  priority?: TokenPrices;
+  /** Rates when the response says `service_tier: "flex"`. */
+  flex?: TokenPrices;
   /** USD per minute of audio (whisper-1), billed to the nearest second. */
   perMinute?: number;
   /** USD per 1M characters of the speech request's `input` (tts-1, tts-1-hd). */
@@ -59,7 +63,7 @@ const TOKEN_KINDS = [
   'imageInput',
   'cachedImageInput',
 ] as const satisfies readonly (keyof TokenPrices)[];
-const FIELDS = new Set<string>([...TOKEN_KINDS, 'longContext', 'perMinute', 'perMillionCharacters', 'images', 'free', 'sameAs']);
+const FIELDS = new Set<string>([...TOKEN_KINDS, 'longContext', 'priority', 'flex', 'perMinute', 'perMillionCharacters', 'images', 'free', 'sameAs']);
 
 /**
  * Validates one price entry (`{ input, cachedInput, output, ... }`, USD per 1M tokens) of the
@@ -82,6 +86,15 @@ export function parseModelPrice(value: unknown, where: string): ModelPrice {
       }
     }
     price.longContext = { aboveInputTokens: amount(long.aboveInputTokens, `${at}.aboveInputTokens`), ...tokenPrices(long, at) };
+  }
+  for (const tier of ['priority', 'flex'] as const) {
+    if (entry[tier] === undefined) continue;
+    const at = `${where}.${tier}`;
+    const rates = plainObject(entry[tier], at);
+    for (const key of Object.keys(rates)) {
+      if (!(TOKEN_KINDS as readonly string[]).includes(key)) throw new PriceError(`${at}.${key}: unknown price field`);
+    }
+    price[tier] = tokenPrices(rates, at);
   }
   if (entry.perMinute !== undefined) price.perMinute = amount(entry.perMinute, `${where}.perMinute`);
   if (entry.perMillionCharacters !== undefined) {
