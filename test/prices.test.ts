@@ -106,6 +106,9 @@ test('overrides add models and replace listed ones whole', () => {
   // The shipped table itself is untouched.
   assert.deepEqual(standard(findModelPrice(shippedPrices(), 'gpt-4o')), { input: 2.5, cachedInput: 1.25, output: 10 });
   assert.equal(mergePrices(shippedPrices(), new Map()), shippedPrices());
+  // An alias loop prices nothing rather than spinning.
+  const loop = mergePrices(shippedPrices(), parsePriceOverrides({ a: { sameAs: 'b' }, b: { sameAs: 'a' } }));
+  assert.equal(findModelPrice(loop, 'a'), null);
 });
 
 test('a bad price entry is refused with the place it is in', () => {

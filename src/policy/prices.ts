@@ -181,14 +181,14 @@ const MAX_ALIASES = 4;
  */
 export function findModelPrice(table: PriceTable, model: string | null): ModelPrice | null {
   if (model === null || model === '') return null;
-  let name: string | null = model.trim().toLowerCase();
-  for (let hops = 0; hops <= MAX_ALIASES && name !== null; hops++) {
+  let name = model.trim().toLowerCase();
+  for (let hops = 0; hops <= MAX_ALIASES; hops++) {
     const price = lookup(table, name);
     if (price === null) return null;
     if (price.sameAs === undefined) return price;
     name = price.sameAs.toLowerCase();
   }
-  return null;
+  return null; // an alias chain too long, or a loop (a: {sameAs: b}, b: {sameAs: a})
 }
 
 function lookup(table: PriceTable, name: string): ModelPrice | null {
