@@ -40,7 +40,7 @@ export function encodingForModel(model: string | null): EncodingName {
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
 const encoders = new Map<EncodingName, Promise<Encoder>>();
 
-/** The encoding, imported on first call (a few hundred milliseconds once, then cached). */
+/** The encoding, imported on first call and kept for the life of the process. */
 export function loadEncoder(name: EncodingName): Promise<Encoder> {
   let encoder = encoders.get(name);
   if (encoder === undefined) {
