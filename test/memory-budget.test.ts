@@ -99,7 +99,8 @@ describe('memory budget', () => {
   });
 
   test('STREAM_USAGE=inject past the budget: 503 proxy_overloaded, OpenAI-shaped, nothing forwarded; within it, injected', async () => {
-    const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, STREAM_USAGE: 'inject', MEMORY_BUDGET_BYTES: String(MIB) });
+    const dir = await tempDir();
+    const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, STREAM_USAGE: 'inject', MEMORY_BUDGET_BYTES: String(MIB), AUDIT_ENABLED: 'true', AUDIT_DIR: dir });
     try {
       const before = upstream.requests.length;
       const big = JSON.stringify({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'x'.repeat(2 * MIB) }] });
@@ -116,7 +117,9 @@ describe('memory budget', () => {
       assert.equal(error.error.type, 'service_unavailable');
       assert.equal(error.error.param, null);
       assert.equal(upstream.requests.length, before, 'nothing reached upstream');
-      assert.equal(proxy.runtime.memory.stats.usedBytes, 0, 'what was buffered is given back');
+      const record = await recordOf(proxy, String(res.headers['x-proxy-request-id']));
+      assert.deepEqual([record.outcome, record.error?.type, record.response.status], ['rejected', 'proxy_overloaded', 503]);
+      await until(() => proxy.runtime.memory.stats.usedBytes === 0, 5000, 'what was buffered to be given back');
 
       const small = await request(`${proxy.url}/v1/chat/completions`, {
         method: 'POST',
@@ -127,7 +130,7 @@ describe('memory budget', () => {
       assert.equal(small.statusCode, 200);
       const forwarded = JSON.parse((upstream.requests.at(-1)?.body ?? Buffer.alloc(0)).toString()) as { stream_options?: unknown };
       assert.deepEqual(forwarded.stream_options, { include_usage: true });
-      assert.equal(proxy.runtime.memory.stats.usedBytes, 0);
+      await until(() => proxy.runtime.memory.stats.usedBytes === 0, 5000, 'the budget to be given back');
     } finally {
       await proxy.close();
     }
