@@ -27,6 +27,8 @@ export interface Config {
   upstreamCa: Buffer | null;
   egressProxy: { httpProxy: string | null; httpsProxy: string | null; noProxy: string | null };
   forwardedHeaders: boolean;
+  /** Bytes the proxy may hold for exchanges: capture copies, inject buffers, unwritten records. */
+  memoryBudgetBytes: number;
   audit: AuditConfig;
   metrics: MetricsConfig;
   genaiCaptureContent: boolean;
@@ -254,6 +256,8 @@ export function loadConfig(env: Env = process.env): Config {
     upstreamCa: file('UPSTREAM_CA_FILE', raw(env, 'UPSTREAM_CA_FILE')),
     egressProxy: egressProxy(env),
     forwardedHeaders: bool(env, 'FORWARDED_HEADERS', false),
+    // Keeps a 1 GiB pod well clear of its limit under the probes (README, "Memory budget").
+    memoryBudgetBytes: int(env, 'MEMORY_BUDGET_BYTES', 96 * MIB, MIB, Number.MAX_SAFE_INTEGER),
     audit: audit(env),
     metrics: {
       enabled: bool(env, 'METRICS_ENABLED', true),

@@ -9,6 +9,7 @@ import { HeaderRedactor, InstitutionResolver } from './audit/identity.ts';
 import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
+import { MemoryBudget } from './memory-budget.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
 import type { ExchangeObserver } from './proxy/observer.ts';
 import { StreamUsageInjector } from './proxy/stream-usage.ts';
@@ -22,15 +23,20 @@ export interface Runtime {
   shipper: MongoShipper | null;
   metrics: ProxyMetrics | null;
   tracing: Tracing | null;
+  /** What exchanges hold against MEMORY_BUDGET_BYTES (`stats` for /healthz and metrics). */
+  memory: MemoryBudget;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
   close(): Promise<void>;
 }
 
 type Env = Record<string, string | undefined>;
 
+const JOURNAL_HIGH_WATER_BYTES = 16 * 1024 * 1024;
+
 export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
   const tracing = tracingRequested(env) ? (await import('./telemetry/tracing.ts')).Tracing.start(env, config.genaiCaptureContent) : null;
   const shipping = config.audit.mongodbUri !== null;
+  const memory = new MemoryBudget(config.memoryBudgetBytes);
   let shipper: MongoShipper | null = null;
   const journal = config.audit.enabled
     ? await Journal.open({
@@ -41,6 +47,10 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
         retentionBytes: config.audit.retentionBytes,
         // With MongoDB, retention never deletes what has not been shipped yet.
         canDelete: shipping ? (path) => shipper?.canDelete(path) ?? false : undefined,
+        memory: memory.account('journal'),
+        // Lines waiting for the disk are a share of the budget, not all of it: the rest is for
+        // the bodies of the exchanges in flight.
+        highWaterBytes: Math.min(JOURNAL_HIGH_WATER_BYTES, config.memoryBudgetBytes / 4),
       })
     : null;
   if (journal !== null && config.audit.mongodbUri !== null) {
@@ -58,7 +68,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     shipper: shipper?.stats() ?? null,
   });
   const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats }) : null;
-  const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector() : undefined;
+  const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {
     metrics?.tapFailures.inc({ stage });
@@ -84,6 +94,8 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
           usageInjected: (exchange) => injector?.injected(exchange) ?? false,
           sinks,
           onFailure,
+          memory: memory.account('capture'),
+          backpressure: journal ?? undefined,
         });
   if (recorder !== null) observers.push(recorder);
   const admission = [];
@@ -96,12 +108,13 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     shipper,
     metrics,
     tracing,
+    memory,
     components: {
       observers,
       admission,
       bodyRewriter: injector,
       metrics,
-      health: () => ({ audit: auditHealth(auditStats()), tracing: tracing !== null }),
+      health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null }),
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {

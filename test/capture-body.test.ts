@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { JSON_TEXT } from '../src/audit/record.ts';
+import { recordLine } from '../src/audit/journal-line.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
 import { BodyCapture, type BodyCaptureOptions } from '../src/capture/body-capture.ts';
+import { MemoryBudget } from '../src/memory-budget.ts';
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -25,6 +27,24 @@ async function capture(data: Buffer, options: Partial<BodyCaptureOptions>, chunk
 
 async function captured(data: Buffer, options: Partial<BodyCaptureOptions>, chunkSize = 1000) {
   return (await capture(data, options, chunkSize)).finish();
+}
+
+const MIB = 1024 * 1024;
+
+function pick(body: CapturedBody): [string, unknown, string | undefined] {
+  return [body.bodyEncoding, body.body, body.omittedReason];
+}
+
+/** A minimal record around a captured request body, to see its journal line. */
+function recordWith(request: CapturedBody): AuditRecord {
+  const at = new Date(0);
+  return {
+    _id: 'r', schema: 1, startedAt: at, endedAt: at, durationMs: 0, upstreamTtfbMs: null, institution: null,
+    client: { address: null, userAgent: null }, apiKey: null, upstream: '',
+    request: { method: 'POST', path: '/', query: null, headers: {}, ...request },
+    response: { status: 200, headers: {}, contentType: null, bytes: 0, body: null, bodyEncoding: 'omitted', truncated: false, sha256: '', streamed: false },
+    openai: null, outcome: 'ok', error: null, trace: null,
+  };
 }
 
 const REQUEST = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Grüße 🌍' }] };
@@ -210,4 +230,50 @@ test('finish is idempotent and later chunks are ignored', async () => {
   body.push(Buffer.from('def'));
   assert.equal(body.finish(), first);
   assert.deepEqual([(await first).body, (await first).bytes], ['abc', 3]);
+});
+
+test('text that is not valid UTF-8, or mostly control characters, is omitted with its hash (not a line six times its size)', async () => {
+  const controls = Buffer.alloc(MIB, 0x01);
+  const result = await captured(controls, { contentType: 'text/plain' });
+  assert.deepEqual(
+    { ...result },
+    { contentType: 'text/plain', bytes: MIB, body: null, bodyEncoding: 'omitted', truncated: false, omittedReason: 'not_text', sha256: sha256(controls) },
+  );
+  const line = recordLine(recordWith(result)).pieces.join('');
+  assert.ok(line.length < 4096, `the record's line is ${line.length} characters`);
+
+  const latin1 = Buffer.from('caf\xe9 cr\xe8me', 'latin1');
+  assert.deepEqual(pick(await captured(latin1, { contentType: 'text/plain' })), ['omitted', null, 'not_text']);
+  // JSON must be UTF-8 (RFC 8259 §8.1): bytes that only parse once mangled into U+FFFD are not kept.
+  const badJson = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+  assert.deepEqual(pick(await captured(badJson, { contentType: 'application/json' })), ['omitted', null, 'not_text']);
+  const sse = Buffer.concat([Buffer.from('data: '), Buffer.alloc(64, 0x00), Buffer.from('\n\n')]);
+  assert.deepEqual(pick(await captured(sse, { contentType: 'text/event-stream' })), ['omitted', null, 'not_text']);
+
+  // Terminal colours or a stray form feed are text still.
+  const coloured = Buffer.from('\x1b[31mred\x1b[0m and plain text around it, with a tab\tand a form feed\f.\n');
+  assert.deepEqual(pick(await captured(coloured, { contentType: 'text/plain' })), ['text', coloured.toString(), undefined]);
+  // A cap that cuts a character in half does not make the text invalid.
+  const accents = Buffer.from('é'.repeat(100));
+  const cut = await captured(accents, { contentType: 'text/plain', maxBytes: 51 });
+  assert.deepEqual([cut.bodyEncoding, cut.body, cut.truncated], ['text', 'é'.repeat(25), true]);
+});
+
+test('past the memory budget a body is not kept: omitted with the reason, fields still found, bytes given back on release', async () => {
+  const budget = new MemoryBudget(64 * 1024);
+  const memory = budget.account('capture');
+  const json = Buffer.from(JSON.stringify({ model: 'gpt-4o', input: 'z'.repeat(100 * 1024), stream: true }));
+  const body = await capture(json, { contentType: 'application/json', fields: ['model', 'stream'], memory }, 16 * 1024);
+  const result = await body.finish();
+  assert.deepEqual(pick(result), ['omitted', null, 'memory_budget']);
+  assert.deepEqual([result.bytes, result.sha256], [json.length, sha256(json)]);
+  assert.deepEqual(body.fields, { model: 'gpt-4o', stream: true }, 'the model is still known');
+  assert.equal(budget.stats.usedBytes, 0, 'nothing held once the body gave up');
+
+  const small = await capture(JSON_BYTES, { contentType: 'application/json', memory });
+  assert.equal((await small.finish()).bodyEncoding, 'json');
+  assert.equal(budget.stats.usedBytes, JSON_BYTES.length, 'a kept body holds its bytes');
+  small.release();
+  small.release();
+  assert.equal(budget.stats.usedBytes, 0, 'release gives them back, once');
 });

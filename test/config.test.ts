@@ -17,6 +17,7 @@ test('defaults match the README', () => {
   assert.equal(c.upstreamTimeoutMs, 600_000);
   assert.equal(c.upstreamMaxConnections, null);
   assert.equal(c.forwardedHeaders, false);
+  assert.equal(c.memoryBudgetBytes, 96 * 1024 * 1024);
   assert.equal(c.tls, null);
   assert.deepEqual(c.routes, []);
   assert.equal(c.audit.enabled, true);
@@ -54,6 +55,7 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ AUDIT_FSYNC: 'sometimes' }, /^AUDIT_FSYNC: expected one of always, interval, never/],
   [{ STREAM_USAGE: 'always' }, /^STREAM_USAGE: expected one of passthrough, inject/],
   [{ HTTPS_PROXY: 'proxy:3128' }, /^HTTPS_PROXY: /],
+  [{ MEMORY_BUDGET_BYTES: '65536' }, /^MEMORY_BUDGET_BYTES: 65536 is out of range/],
 ];
 
 for (const [env, message] of bad) {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -112,6 +112,21 @@ function waitForWritable(journal: Journal, writable: boolean, timeoutMs = 5000):
       stop();
       resolve();
     });
+  });
+}
+
+/** Resolves when a log line containing `text` arrives; fails after `timeoutMs`. */
+function logged(logs: string[], text: string, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no log line with "${text}" after ${timeoutMs} ms: ${logs.join(' | ')}`)), timeoutMs);
+    const push = logs.push.bind(logs);
+    logs.push = (...lines: string[]): number => {
+      if (lines.some((line) => line.includes(text))) {
+        clearTimeout(timer);
+        resolve();
+      }
+      return push(...lines);
+    };
   });
 }
 
@@ -417,6 +432,62 @@ describe('audit journal', () => {
     assert.equal(journal.stats.committed, 15);
     const ids = (await readRecords(dir)).map((rec) => rec._id);
     assert.deepEqual(ids, [0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34].map((n) => `req-${n}`));
+  });
+  test('its directory deleted while writing: noticed, logged, counted, and the next records land in it made again', async () => {
+    const dir = join(await tempDir(), 'journal');
+    const logs: string[] = [];
+    const reopened = logged(logs, 'gone from the directory');
+    const journal = await Journal.open({ dir, segmentBytes: 1024 * 1024, fsync: 'interval', checkIntervalMs: 20, log: (msg) => logs.push(msg) });
+    try {
+      for (let n = 0; n < 5; n++) journal.append(record(n));
+      await journal.flush();
+      const before = journal.activeSegment;
+      await rm(dir, { recursive: true, force: true });
+      journal.append(record(5)); // into the unlinked segment, most likely: lost with it
+      await reopened;
+      assert.equal(journal.stats.reopened, 1);
+      assert.equal(journal.writable, true);
+      assert.notEqual(journal.activeSegment, before);
+      assert.equal(existsSync(journal.activeSegment ?? ''), true, 'the new segment is in the directory');
+      for (let n = 6; n < 10; n++) journal.append(record(n));
+      await journal.flush();
+      const ids = (await readRecords(dir)).map((rec) => rec._id);
+      assert.deepEqual(ids.filter((id) => id !== 'req-5'), ['req-6', 'req-7', 'req-8', 'req-9']);
+      assert.equal(journal.stats.dropped, 0);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  test('its directory cut off (a path component now a file): unwritable, not writing into the void; resumes once it can be made', async () => {
+    // The path goes through a symlink, swapped by rename: atomic, so no check can fall in between.
+    const base = await tempDir();
+    const blocker = join(base, 'blocker');
+    await writeFile(blocker, 'not a directory');
+    await mkdir(join(base, 'first'));
+    const link = join(base, 'link');
+    await symlink(join(base, 'first'), link);
+    const pointLinkAt = async (target: string): Promise<void> => {
+      await symlink(target, join(base, 'next'));
+      await rename(join(base, 'next'), link);
+    };
+    const dir = join(link, 'journal');
+    const journal = await Journal.open({ dir, segmentBytes: 1024 * 1024, fsync: 'interval', checkIntervalMs: 20, log: () => undefined });
+    try {
+      journal.append(record(1));
+      await journal.flush();
+      await pointLinkAt(blocker);
+      await waitForWritable(journal, false);
+      assert.equal(journal.stats.reopened, 1);
+      await mkdir(join(base, 'second'));
+      await pointLinkAt(join(base, 'second'));
+      await waitForWritable(journal, true);
+      journal.append(record(2));
+      await journal.flush();
+      assert.deepEqual((await readRecords(dir)).map((rec) => rec._id), ['req-2']);
+    } finally {
+      await journal.close();
+    }
   });
 });
 

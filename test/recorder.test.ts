@@ -1,6 +1,6 @@
 // The capture observer's batching: records of ended exchanges are built together after a short
 // wait, at once when the backlog is long or durability asks for it, and all of them on flush and
-// at shutdown.
+// at shutdown; never faster than the journal takes them (backpressure).
 // The exchanges are driven through the observer's own taps; the request is a plain object with
 // the IncomingMessage members the recorder reads.
 import assert from 'node:assert/strict';
@@ -15,6 +15,7 @@ import { test } from 'node:test';
 import { HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
 import type { AuditRecord } from '../src/audit/record.ts';
 import { RECORD_BATCH_MS, Recorder, recordBatchMs } from '../src/audit/recorder.ts';
+import { MemoryBudget } from '../src/memory-budget.ts';
 import { newExchange } from '../src/proxy/observer.ts';
 import { readJournal } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
@@ -189,4 +190,45 @@ test('with AUDIT_FSYNC=always a record is in the journal as soon as its exchange
       assert.deepEqual((await readJournal(dir)).map((r) => r._id), ids);
     },
   );
+});
+
+test('backpressure: no record is built while the sink asks to wait; all are, in order, once it has room', async () => {
+  const records: AuditRecord[] = [];
+  const budget = new MemoryBudget(1024 * 1024);
+  // A sink that takes two records, then asks to wait until the test lets it drain.
+  let room = 2;
+  let drain: () => void = () => undefined;
+  const sink = {
+    get needsDrain(): boolean {
+      return room <= 0;
+    },
+    drained: (): Promise<void> => new Promise<void>((resolve) => (drain = resolve)),
+  };
+  const observer = new Recorder({
+    maxBodyBytes: 1024,
+    batchMs: 0,
+    redactor: new HeaderRedactor([]),
+    institutions: new InstitutionResolver('x-institution-id', new Map()),
+    traceOf: () => null,
+    usageInjected: () => false,
+    sinks: [(record) => (records.push(record), room--)],
+    onFailure: (err) => assert.fail(String(err)),
+    memory: budget.account('capture'),
+    backpressure: sink,
+  });
+  for (let n = 0; n < 10; n++) runExchange(observer, n);
+  await nextTurn();
+  // Those already being built when the sink filled up still reach it; no other starts.
+  const built = records.length;
+  assert.ok(built >= 2 && built < 10, `built ${built}`);
+  for (let n = 10; n < 15; n++) runExchange(observer, n);
+  await nextTurn();
+  await nextTurn();
+  assert.equal(records.length, built, 'nothing built while the sink asks to wait');
+  assert.equal(budget.stats.held.capture, (15 - built) * (BODY.length + 27), 'the waiting records still hold their bodies');
+  room = 100;
+  drain();
+  await observer.close();
+  assert.deepEqual(records.map((r) => r.request.query), Array.from({ length: 15 }, (_, n) => `n=${n}`));
+  assert.equal(budget.stats.usedBytes, 0, 'every body given back once its record was handed on');
 });

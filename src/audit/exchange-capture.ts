@@ -10,6 +10,7 @@ import { BodyCapture } from '../capture/body-capture.ts';
 import { OpenAIStreamAccumulator } from '../capture/openai-stream.ts';
 import { addRealtimeUsageFromMessage } from '../capture/realtime.ts';
 import { SseParser } from '../capture/sse.ts';
+import type { MemoryAccount } from '../memory-budget.ts';
 import type { ResponseHeaders } from '../proxy/headers.ts';
 
 const REQUEST_FIELDS = ['model', 'stream'] as const;
@@ -39,17 +40,20 @@ export class ExchangeCapture {
   firstTokenHr: number | null = null;
   websocket: WebSocketCounts | null = null;
   readonly #maxBytes: number;
+  readonly #memory: MemoryAccount | undefined;
   #sse: SseParser | null = null;
 
-  constructor(req: IncomingMessage, maxBytes: number) {
+  constructor(req: IncomingMessage, maxBytes: number, memory?: MemoryAccount) {
     const requestHeaders = req.headers;
     this.#maxBytes = maxBytes;
+    this.#memory = memory;
     this.clientAddress = req.socket.remoteAddress ?? null;
     this.request = new BodyCapture({
       contentType: single(requestHeaders['content-type']),
       contentEncoding: single(requestHeaders['content-encoding']),
       maxBytes,
       fields: REQUEST_FIELDS,
+      memory,
     });
   }
 
@@ -57,7 +61,7 @@ export class ExchangeCapture {
     this.responseHeaders = headers;
     const contentType = single(headers['content-type']);
     const contentEncoding = single(headers['content-encoding']);
-    this.response = new BodyCapture({ contentType, contentEncoding, maxBytes: this.#maxBytes, fields: RESPONSE_FIELDS });
+    this.response = new BodyCapture({ contentType, contentEncoding, maxBytes: this.#maxBytes, fields: RESPONSE_FIELDS, memory: this.#memory });
     // SSE is parsed as it passes so usage is found however far past the capture cap it lies.
     // A compressed event stream (OpenAI sends none) is captured but not parsed.
     if (contentType?.toLowerCase().startsWith('text/event-stream') && contentEncoding === null) {
@@ -75,6 +79,12 @@ export class ExchangeCapture {
 
   responseEnd(): void {
     this.#sse?.end();
+  }
+
+  /** Gives the body copies' bytes back to the memory budget (the record has been handed on). */
+  release(): void {
+    this.request.release();
+    this.response?.release();
   }
 
   message(direction: 'client' | 'upstream', data: Buffer): void {

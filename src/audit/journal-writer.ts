@@ -2,7 +2,7 @@
  * The segment being written: numbering after recovery, whole-batch appends, fsync bookkeeping,
  * rotation at line boundaries, and cutting a failed batch back off.
  */
-import { open, truncate, unlink } from 'node:fs/promises';
+import { open, stat, truncate, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import {
   JournalWriteError,
@@ -127,6 +127,32 @@ export class SegmentWriter {
     this.counters.fsyncs++;
     this.#dirty = false;
     this.#lastSyncAt = Date.now();
+  }
+
+  /**
+   * Why the open segment is no longer the file its path names (unlinked, or its directory
+   * deleted or moved), or null while it is. No segment open: null.
+   */
+  async missing(): Promise<string | null> {
+    const segment = this.#segment;
+    if (!segment) return null;
+    const [opened, named] = await Promise.all([
+      segment.fh.stat(),
+      stat(segment.path).catch((err: unknown) => (err as NodeJS.ErrnoException).code ?? 'stat failed'),
+    ]);
+    if (opened.nlink === 0) return 'unlinked';
+    if (typeof named === 'string') return `${segment.path}: ${named}`;
+    return named.ino === opened.ino && named.dev === opened.dev ? null : `${segment.path} is another file`;
+  }
+
+  /** Closes a segment that is gone from the directory, leaving what is at its path alone. */
+  async abandon(): Promise<void> {
+    const segment = this.#segment;
+    if (!segment) return;
+    this.#segment = null;
+    this.#dirty = false;
+    this.counters.segments--;
+    await segment.fh.close().catch(() => undefined);
   }
 
   /**

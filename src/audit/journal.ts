@@ -1,9 +1,11 @@
 /**
  * The local write-ahead audit journal: one relaxed Extended JSON line per record, group commit,
- * size-rotated segments, crash recovery, retention, and survival of a full or unwritable disk.
+ * size-rotated segments, crash recovery, retention, backpressure towards the recorder, and
+ * survival of a full or unwritable disk or of its directory being deleted.
  */
 import { mkdir } from 'node:fs/promises';
 import { log } from '../log.ts';
+import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
 import { recordLine } from './journal-line.ts';
 import { JournalLog } from './journal-log.ts';
 import { enforceRetention, probeDirectory } from './journal-segments.ts';
@@ -26,6 +28,12 @@ export interface JournalOptions {
   /** Whether a segment may be deleted (the shipper has shipped it); default: always. */
   canDelete?: (segmentPath: string) => boolean;
   log?: (msg: string) => void;
+  /** Past this many bytes not yet written, `needsDrain` asks writers to wait (default 16 MiB). */
+  highWaterBytes?: number;
+  /** Where the lines not yet written are counted (MEMORY_BUDGET_BYTES). */
+  memory?: MemoryAccount;
+  /** How often the segment being written is checked to still be in the directory (default 1 s). */
+  checkIntervalMs?: number;
 }
 
 export interface JournalStats {
@@ -35,7 +43,7 @@ export interface JournalStats {
   appendedBytes: number;
   /** Records written (and fsynced under policy `always`). */
   committed: number;
-  /** Records lost: unwritable journal, unserializable record, or write queue full. */
+  /** Records lost: unwritable journal, unserializable record, or write queue full (a stalled disk). */
   dropped: number;
   tornLinesSkipped: number;
   /** Segment files in the directory. */
@@ -48,6 +56,13 @@ export interface JournalStats {
   escaped: number;
   /** Records nested too deep, written with their JSON bodies as text (see journal-line.ts). */
   bodiesAsText: number;
+  /**
+   * Times the segment being written was found gone from the directory (the directory deleted
+   * or moved) and a new one opened in the directory made again.
+   */
+  reopened: number;
+  /** Bytes of the lines not yet written. */
+  pendingBytes: number;
 }
 
 interface FlushWaiter {
@@ -57,8 +72,12 @@ interface FlushWaiter {
 
 const PROBE_INTERVAL_MS = 1000;
 const RETENTION_INTERVAL_MS = 3_600_000;
-/** Past this much unwritten data (a stalled disk) new records are dropped rather than held. */
+/**
+ * Past this much unwritten data new records are dropped rather than held: reached only by a disk
+ * that stalls (neither writes nor fails) or by writers that ignore `needsDrain`.
+ */
 const MAX_PENDING_BYTES = 128 * 1024 * 1024;
+const HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
 /** Lines are encoded into slabs of this size; a longer line gets a buffer of its own. */
 const SLAB_BYTES = 256 * 1024;
@@ -92,6 +111,12 @@ class LineEncoder {
   }
 }
 
+function byteLength(lines: readonly Buffer[]): number {
+  let bytes = 0;
+  for (const line of lines) bytes += line.length;
+  return bytes;
+}
+
 export class Journal {
   readonly #dir: string;
   readonly #policy: FsyncPolicy;
@@ -100,9 +125,12 @@ export class Journal {
   readonly #log: JournalLog;
   readonly #writer: SegmentWriter;
   readonly #encoder = new LineEncoder();
+  readonly #highWater: number;
+  readonly #memory: MemoryAccount;
+  readonly #checkIntervalMs: number;
   readonly #stats: JournalStats = {
     appended: 0, appendedBytes: 0, committed: 0, dropped: 0, tornLinesSkipped: 0,
-    segments: 0, lastCommitAt: null, batches: 0, fsyncs: 0, escaped: 0, bodiesAsText: 0,
+    segments: 0, lastCommitAt: null, batches: 0, fsyncs: 0, escaped: 0, bodiesAsText: 0, reopened: 0, pendingBytes: 0,
   };
 
   #recovered = false;
@@ -110,13 +138,16 @@ export class Journal {
   #closing: Promise<void> | null = null;
 
   #queue: Buffer[] = [];
+  /** Bytes of the lines queued, and of those taken into the batch being written. */
   #pendingBytes = 0;
+  #writingBytes = 0;
   /** Records queued, and queued records written or dropped: flush waits for the second to catch up. */
   #queued = 0;
   #settled = 0;
   #running = false;
   #loop: Promise<void> = Promise.resolve();
   #flushWaiters: FlushWaiter[] = [];
+  #drainWaiters: (() => void)[] = [];
 
   #syncRequested = false;
   #syncTimer: NodeJS.Timeout | null = null;
@@ -124,6 +155,10 @@ export class Journal {
   #retentionTimer: NodeJS.Timeout | null = null;
   #probing: Promise<void> | null = null;
   #retaining: Promise<void> | null = null;
+  #checkTimer: NodeJS.Timeout | null = null;
+  #checkRequested = false;
+  /** Records committed since the segment was last seen in its directory. */
+  #committedSinceCheck = 0;
 
   #unwritableSince: number | null = null;
   readonly #commitListeners = new Set<() => void>();
@@ -134,6 +169,9 @@ export class Journal {
     this.#policy = opts.fsync;
     this.#writer = new SegmentWriter(opts.dir, opts.segmentBytes, opts.fsync, this.#stats);
     this.#fsyncIntervalMs = opts.fsyncIntervalMs ?? 100;
+    this.#highWater = opts.highWaterBytes ?? HIGH_WATER_BYTES;
+    this.#memory = opts.memory ?? UNBOUNDED;
+    this.#checkIntervalMs = opts.checkIntervalMs ?? PROBE_INTERVAL_MS;
     this.#retention = {
       retentionDays: opts.retentionDays ?? null,
       retentionBytes: opts.retentionBytes ?? null,
@@ -153,6 +191,7 @@ export class Journal {
     if (journal.#retention.retentionDays !== null || journal.#retention.retentionBytes !== null) {
       journal.#retentionTimer = setInterval(() => journal.#retain(), RETENTION_INTERVAL_MS).unref();
     }
+    journal.#checkTimer = setInterval(() => journal.#requestCheck(), journal.#checkIntervalMs).unref();
     return journal;
   }
 
@@ -166,7 +205,24 @@ export class Journal {
   }
 
   get stats(): Readonly<JournalStats> {
-    return { ...this.#stats };
+    return { ...this.#stats, pendingBytes: this.#unwritten() };
+  }
+
+  /**
+   * More lines than the high-water mark wait to be written: a writer that can wait (the recorder)
+   * should, until `drained()`, so that records are taken at the disk's speed instead of dropped.
+   */
+  get needsDrain(): boolean {
+    return this.#unwritten() > this.#highWater && this.#writable && this.#closing === null;
+  }
+
+  /**
+   * Resolves once half the high-water mark is left to write, or at once when waiting would not
+   * help (the journal cannot write or is closing: appends are dropped, counted, either way).
+   */
+  drained(): Promise<void> {
+    if (!this.needsDrain) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /** Fired after each committed batch. Returns a function that removes the listener. */
@@ -180,7 +236,10 @@ export class Journal {
     return () => this.#writableListeners.delete(listener);
   }
 
-  /** Queues the record for the next batch. Never throws and never waits for the disk. */
+  /**
+   * Queues the record for the next batch. Never throws and never waits for the disk; a writer
+   * that can wait heeds `needsDrain`.
+   */
   append(record: AuditRecord): void {
     this.#stats.appended++;
     if (!this.#writable || this.#closing !== null) {
@@ -198,15 +257,18 @@ export class Journal {
       this.#log.error('a record could not be serialized', err);
       return;
     }
-    if (this.#pendingBytes + line.length > MAX_PENDING_BYTES) {
+    if (this.#unwritten() + line.length > MAX_PENDING_BYTES) {
       this.#stats.dropped++;
-      const msg = `write queue full (${this.#pendingBytes} bytes not yet written), records are being dropped`;
+      const msg = `write queue full (${this.#unwritten()} bytes not yet written), records are being dropped`;
       this.#log.limited('queue', msg);
       return;
     }
     this.#stats.appendedBytes += line.length;
     this.#queue.push(line);
     this.#pendingBytes += line.length;
+    // Never refused: a record is not dropped while the disk writes. Counting it makes the
+    // capture of new bodies give way instead.
+    this.#memory.reserve(line.length);
     this.#queued++;
     this.#kick();
   }
@@ -226,8 +288,9 @@ export class Journal {
   }
 
   async #shutDown(): Promise<void> {
+    this.#wakeDrainWaiters();
     await this.flush();
-    for (const timer of [this.#syncTimer, this.#probeTimer, this.#retentionTimer]) clearTimeout(timer ?? undefined);
+    for (const timer of [this.#syncTimer, this.#probeTimer, this.#retentionTimer, this.#checkTimer]) clearTimeout(timer ?? undefined);
     await this.#probing;
     await this.#retaining;
     await this.#loop;
@@ -249,7 +312,8 @@ export class Journal {
   async #drain(): Promise<void> {
     try {
       for (;;) {
-        if (this.#syncDue()) await this.#sync();
+        if (this.#checkRequested) await this.#checkSegment();
+        else if (this.#syncDue()) await this.#sync();
         else if (this.#queue.length > 0) await this.#writeBatch();
         else break;
         this.#settleFlushes();
@@ -281,7 +345,9 @@ export class Journal {
   async #writeBatch(): Promise<void> {
     const head = this.#queue[0];
     if (!this.#writable || head === undefined) {
-      this.#drop(this.#takeLines(this.#queue.length));
+      const lines = this.#takeLines(this.#queue.length);
+      this.#drop(lines);
+      this.#landed(lines);
       return;
     }
     let lines: Buffer[] = [];
@@ -292,17 +358,41 @@ export class Journal {
       this.#commit(lines.length);
     } catch (err) {
       await this.#fail(err, lines);
+    } finally {
+      this.#landed(lines);
     }
+  }
+
+  #unwritten(): number {
+    return this.#pendingBytes + this.#writingBytes;
   }
 
   #takeLines(count: number): Buffer[] {
     const lines = this.#queue.splice(0, count);
-    for (const line of lines) this.#pendingBytes -= line.length;
+    const bytes = byteLength(lines);
+    this.#pendingBytes -= bytes;
+    this.#writingBytes += bytes;
     return lines;
+  }
+
+  /** Lines written, or dropped: their bytes are no longer held. */
+  #landed(lines: Buffer[]): void {
+    const bytes = byteLength(lines);
+    this.#writingBytes -= bytes;
+    this.#memory.release(bytes);
+    if (this.#unwritten() <= this.#highWater / 2) this.#wakeDrainWaiters();
+  }
+
+  #wakeDrainWaiters(): void {
+    if (this.#drainWaiters.length === 0) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   #commit(count: number): void {
     this.#settled += count;
+    this.#committedSinceCheck += count;
     this.#stats.committed += count;
     this.#stats.batches++;
     this.#stats.lastCommitAt = Date.now();
@@ -355,6 +445,41 @@ export class Journal {
 
   // --- failure and recovery ---
 
+  /** Asks the writer loop to check the segment between two batches (it owns the segment). */
+  #requestCheck(): void {
+    if (!this.#writable || this.#closing !== null) return;
+    this.#checkRequested = true;
+    this.#kick();
+  }
+
+  /**
+   * A segment unlinked under the journal (its directory deleted) still takes writes, into a file
+   * no one will ever read: the journal would report itself writable while losing everything. Two
+   * stats calls tell; then a new segment is opened in the directory, made again.
+   */
+  async #checkSegment(): Promise<void> {
+    this.#checkRequested = false;
+    if (!this.#writable) return;
+    const missing = await this.#writer.missing();
+    const mayBeLost = this.#committedSinceCheck;
+    this.#committedSinceCheck = 0;
+    if (missing === null) return;
+    this.#stats.reopened++;
+    const gone = `the segment being written is gone from the directory (${missing}): up to ${mayBeLost} records written since the last check may be lost`;
+    try {
+      await this.#writer.abandon();
+      await mkdir(this.#dir, { recursive: true });
+      await this.#writer.recover();
+      await probeDirectory(this.#dir);
+      await this.#writer.openNext();
+    } catch (err) {
+      this.#log.limited('missing', `${gone}; no new segment can be opened`);
+      await this.#fail(err, []);
+      return;
+    }
+    this.#log.limited('missing', `${gone}; now writing ${this.activeSegment}`);
+  }
+
   /** A failed write or fsync: count the batch as dropped, give up the segment, and probe. */
   async #fail(err: unknown, lines: Buffer[]): Promise<void> {
     this.#drop(lines);
@@ -405,6 +530,8 @@ export class Journal {
   }
 
   #setWritable(writable: boolean): void {
+    // Records would be dropped now, not held: nothing to wait for.
+    if (!writable) this.#wakeDrainWaiters();
     if (!writable) this.#unwritableSince ??= Date.now();
     else if (this.#unwritableSince !== null) {
       const seconds = ((Date.now() - this.#unwritableSince) / 1000).toFixed(1);

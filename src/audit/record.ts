@@ -7,6 +7,12 @@ export const AUDIT_SCHEMA_VERSION = 1;
 
 export type BodyEncoding = 'json' | 'text' | 'multipart' | 'omitted';
 
+/**
+ * Why a body that was sent is `omitted`: `memory_budget` (MEMORY_BUDGET_BYTES was spent when it
+ * arrived), `not_text` (a text or JSON body that is not valid UTF-8, or mostly control characters).
+ */
+export type OmittedReason = 'memory_budget' | 'not_text';
+
 export type Outcome =
   | 'ok'
   | 'upstream_unreachable'
@@ -37,6 +43,8 @@ export interface CapturedBody {
   bodyEncoding: BodyEncoding;
   truncated: boolean;
   sha256: string;
+  /** Only on an `omitted` body that was not left out for being empty or binary. */
+  omittedReason?: OmittedReason;
   [JSON_TEXT]?: Buffer;
 }
 

@@ -1,8 +1,10 @@
 /**
  * The capture observer: taps each exchange's bytes, and once it has ended builds its audit
  * record and hands it to the sinks (journal, metrics, tracing). A sink that fails is counted
- * and logged; the others still get the record.
+ * and logged; the others still get the record. Records are built only as fast as the journal
+ * writes them (backpressure); what waits meanwhile is bounded by the memory budget.
  */
+import type { MemoryAccount } from '../memory-budget.ts';
 import type { ResponseHeaders } from '../proxy/headers.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { buildRecord } from './build-record.ts';
@@ -12,6 +14,14 @@ import { apiKeyOf, identify, type HeaderRedactor, type InstitutionResolver } fro
 import type { AuditRecord } from './record.ts';
 
 export type RecordSink = (record: AuditRecord, exchange: Exchange) => void;
+
+/** A sink that keeps records only as fast as it can write them (the journal). */
+export interface SinkBackpressure {
+  /** More records now would only pile up in memory: wait for `drained()`. */
+  readonly needsDrain: boolean;
+  /** Resolves once records are wanted again (or would be dropped anyway: waiting would not help). */
+  drained(): Promise<void>;
+}
 
 export interface RecorderOptions {
   maxBodyBytes: number;
@@ -23,6 +33,10 @@ export interface RecorderOptions {
   usageInjected: (exchange: Exchange) => boolean;
   sinks: RecordSink[];
   onFailure: (error: unknown, stage: string) => void;
+  /** Where body copies are reserved until their record has been handed to the sinks. */
+  memory?: MemoryAccount;
+  /** Records are built only while this sink has room for them. */
+  backpressure?: SinkBackpressure;
 }
 
 export class Recorder implements ExchangeObserver {
@@ -31,11 +45,12 @@ export class Recorder implements ExchangeObserver {
 
   constructor(options: RecorderOptions) {
     this.#options = options;
-    this.#backlog = new Backlog(options.batchMs, (exchange, capture) => this.#record(exchange, capture));
+    this.#backlog = new Backlog(options.batchMs, (exchange, capture) => this.#record(exchange, capture), options.backpressure ?? null);
   }
 
   start(exchange: Exchange): ExchangeTap {
-    return new RecordingTap(exchange, new ExchangeCapture(exchange.req, this.#options.maxBodyBytes), this.#backlog);
+    const capture = new ExchangeCapture(exchange.req, this.#options.maxBodyBytes, this.#options.memory);
+    return new RecordingTap(exchange, capture, this.#backlog);
   }
 
   /**
@@ -51,6 +66,8 @@ export class Recorder implements ExchangeObserver {
       await this.#emit(exchange, capture);
     } catch (err) {
       this.#options.onFailure(err, 'record');
+    } finally {
+      capture.release();
     }
   }
 
@@ -88,6 +105,12 @@ export function recordBatchMs(fsync: FsyncPolicy | null): number {
 const RECORD_BATCH_MAX = 256;
 
 /**
+ * Records being built at once, at most: the sink's backpressure is seen only once a record
+ * reaches it, so this bounds how far past its mark a burst of large records can take it.
+ */
+const MAX_BUILDING = 8;
+
+/**
  * Ended exchanges whose records are still to be built. Built one at a time, as each exchange
  * ends, a record costs the event loop a few hundred microseconds on a cold cache, right between
  * a client and its next request; built in batches, the code and data stay hot and the cost falls
@@ -97,48 +120,88 @@ const RECORD_BATCH_MAX = 256;
 class Backlog {
   #delayMs: number;
   readonly #build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>;
-  #ended: [Exchange, ExchangeCapture][] = [];
+  readonly #backpressure: SinkBackpressure | null;
+  /** Ended exchanges not yet being built, from `#next` on. */
+  #ended: ([Exchange, ExchangeCapture] | undefined)[] = [];
+  #next = 0;
   #timer: NodeJS.Timeout | null = null;
+  #due = false;
+  #waitingForSink = false;
   // A count, not a set of the builds' promises: tracking each one cost a `finally` (two more
   // promises and three closures) and a set entry per record, ~1.4 KB of garbage.
   #building = 0;
   #whenIdle: (() => void)[] = [];
 
-  constructor(delayMs: number, build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>) {
+  constructor(
+    delayMs: number,
+    build: (exchange: Exchange, capture: ExchangeCapture) => Promise<void>,
+    backpressure: SinkBackpressure | null,
+  ) {
     this.#delayMs = delayMs;
     this.#build = build;
+    this.#backpressure = backpressure;
   }
 
   add(exchange: Exchange, capture: ExchangeCapture): void {
     this.#ended.push([exchange, capture]);
-    if (this.#delayMs <= 0 || this.#ended.length >= RECORD_BATCH_MAX) this.#drain();
-    else this.#timer ??= setTimeout(() => this.#drain(), this.#delayMs).unref();
+    if (this.#delayMs <= 0 || this.#ended.length - this.#next >= RECORD_BATCH_MAX) this.#drain();
+    else if (!this.#due) this.#timer ??= setTimeout(() => this.#drain(), this.#delayMs).unref();
   }
 
-  /** Resolves once no record is being built; from now on each is built as its exchange ends. */
+  /** Resolves once every record is built; from now on each is built as its exchange ends. */
   async close(): Promise<void> {
     this.#delayMs = 0;
     this.#drain();
-    if (this.#building > 0) await new Promise<void>((resolve) => this.#whenIdle.push(resolve));
+    if (this.#building > 0 || this.#next < this.#ended.length) await new Promise<void>((resolve) => this.#whenIdle.push(resolve));
   }
 
+  /** What has ended so far is due: built now, or as soon as the sink and MAX_BUILDING allow. */
   #drain(): void {
     clearTimeout(this.#timer ?? undefined);
     this.#timer = null;
+    this.#due = true;
+    this.#pump();
+  }
+
+  #pump(): void {
     const ended = this.#ended;
-    this.#ended = [];
-    for (const [exchange, capture] of ended) {
+    while (this.#next < ended.length && this.#building < MAX_BUILDING && !this.#waitingForSink) {
+      if (this.#backpressure?.needsDrain === true) {
+        this.#waitingForSink = true;
+        void this.#backpressure.drained().then(this.#sinkDrained);
+        return;
+      }
+      const entry = ended[this.#next];
+      // Let go of it here: a long backlog waiting for the sink must not hold what it has built.
+      ended[this.#next++] = undefined;
+      if (entry === undefined) continue;
+      const [exchange, capture] = entry;
       this.#building++;
       void this.#build(exchange, capture).then(this.#built, this.#built);
     }
+    if (this.#next < ended.length) return;
+    this.#ended = [];
+    this.#next = 0;
+    this.#due = false;
+    if (this.#building === 0) this.#idle();
   }
 
+  readonly #sinkDrained = (): void => {
+    this.#waitingForSink = false;
+    this.#pump();
+  };
+
   readonly #built = (): void => {
-    if (--this.#building > 0) return;
+    this.#building--;
+    if (this.#next < this.#ended.length && this.#due) this.#pump();
+    else if (this.#building === 0 && this.#next >= this.#ended.length) this.#idle();
+  };
+
+  #idle(): void {
     const idle = this.#whenIdle;
     this.#whenIdle = [];
     for (const resolve of idle) resolve();
-  };
+  }
 }
 
 /**

@@ -1,8 +1,10 @@
 // Captures one HTTP body as it streams past: byte count and SHA-256 of the body as sent on the
 // wire, plus a capped, decoded copy rendered as JSON, text or multipart parts for the audit record.
+import { isUtf8 } from 'node:buffer';
 import { createHash, hash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import { JSON_TEXT, type CapturedBody } from '../audit/record.ts';
+import { JSON_TEXT, type CapturedBody, type OmittedReason } from '../audit/record.ts';
+import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
 import { ContentDecoder } from './decoder.ts';
 import { isObject, parseJson } from './guards.ts';
 import { JsonMemberScanner } from './json-fields.ts';
@@ -15,14 +17,51 @@ export interface BodyCaptureOptions {
   maxBytes: number;
   /** Top-level JSON members (or multipart text fields) to report in `fields`, found even past the cap. */
   fields?: readonly string[];
+  /** Where the kept copy's bytes are reserved; past its limit the body is not kept (`memory_budget`). */
+  memory?: MemoryAccount;
 }
 
-type Rendered = Pick<CapturedBody, 'body' | 'bodyEncoding' | 'truncated' | typeof JSON_TEXT>;
+type Rendered = Pick<CapturedBody, 'body' | 'bodyEncoding' | 'truncated' | 'omittedReason' | typeof JSON_TEXT>;
 
 const EMPTY = Buffer.alloc(0);
 
 // Compressed data may outgrow its decoded size a little (incompressible input), never by this.
 const COMPRESSION_OVERHEAD = 64 * 1024;
+
+/**
+ * Past this share of C0/DEL control bytes (other than tab, CR, LF) a text body is not stored: each
+ * becomes a six-byte `\u00XX` escape in the record's JSON, and such a body is binary in a text
+ * content type rather than text anyone reads.
+ */
+const MAX_CONTROL_SHARE = 0.1;
+
+/** Where a UTF-8 sequence the cap cut in half starts (the length when none was cut). */
+function completeUtf8Length(bytes: Buffer): number {
+  let start = bytes.length - 1;
+  // Continuation bytes are 10xxxxxx; a sequence has at most three.
+  while (start >= 0 && bytes.length - start <= 3 && ((bytes[start] as number) & 0xc0) === 0x80) start--;
+  if (start < 0) return bytes.length;
+  const lead = bytes[start] as number;
+  const length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return bytes.length - start < length ? start : bytes.length;
+}
+
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
+
+function isControl(byte: number): boolean {
+  return (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) || byte === 0x7f;
+}
+
+/** More than MAX_CONTROL_SHARE of the bytes are control characters. */
+function mostlyControl(bytes: Buffer): boolean {
+  const allowed = bytes.length * MAX_CONTROL_SHARE;
+  let controls = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    if (isControl(bytes[i] as number) && ++controls > allowed) return true;
+  }
+  return false;
+}
 
 /**
  * `push` every chunk as it is forwarded, then `await finish()` once. Chunks are kept by
@@ -45,6 +84,10 @@ export class BodyCapture {
   #contentBytes = 0;
   #keptBytes = 0;
   #truncated = false;
+  readonly #memory: MemoryAccount;
+  /** Bytes reserved in `memory` for the kept copy, given back by `release()`. */
+  #reserved = 0;
+  #overBudget = false;
   #scanner: JsonMemberScanner | null = null;
   #fields: Record<string, unknown> = {};
   #result: Promise<CapturedBody> | null = null;
@@ -53,6 +96,7 @@ export class BodyCapture {
     this.#contentType = options.contentType;
     this.#maxBytes = Math.max(0, options.maxBytes);
     this.#wanted = options.fields ?? [];
+    this.#memory = options.memory ?? UNBOUNDED;
     const kind = bodyKind(options.contentType);
     this.#multipart = kind === 'multipart' ? MultipartParser.fromContentType(options.contentType, { maxTotalValueBytes: this.#maxBytes }) : null;
     this.#kind = kind === 'multipart' && this.#multipart === null ? 'binary' : kind;
@@ -75,6 +119,15 @@ export class BodyCapture {
     this.#bytes += chunk.length;
     this.#hashChunk(chunk);
     this.#decoder?.push(chunk);
+  }
+
+  /**
+   * Gives the kept copy's bytes back to the memory budget: once the record built from it has been
+   * handed on (a journal line holds its own bytes). Idempotent.
+   */
+  release(): void {
+    this.#memory.release(this.#reserved);
+    this.#reserved = 0;
   }
 
   /** Idempotent. Resolves once the decompressor (if any) has drained; never rejects. */
@@ -111,6 +164,16 @@ export class BodyCapture {
   }
 
   #onContent(chunk: Buffer): void {
+    if (this.#overBudget) {
+      this.#scanner?.push(chunk);
+      return;
+    }
+    // What falls within the cap is kept (or held by the multipart parser): reserved first.
+    const keeps = Math.min(chunk.length, this.#maxBytes - this.#contentBytes);
+    if (keeps > 0) {
+      if (!this.#memory.tryReserve(keeps)) return this.#giveUp(chunk);
+      this.#reserved += keeps;
+    }
     this.#contentBytes += chunk.length;
     if (this.#multipart !== null) this.#multipart.push(chunk);
     else this.#keep(chunk);
@@ -139,6 +202,20 @@ export class BodyCapture {
     this.#scanner?.push(room > 0 ? chunk.subarray(room) : chunk);
   }
 
+  /**
+   * The memory budget is spent: nothing of this body is kept, but wanted JSON members are still
+   * looked for (a streaming scan keeps only them), so the record still names the model.
+   */
+  #giveUp(chunk: Buffer): void {
+    this.#overBudget = true;
+    this.#scanner ??= this.#startScan();
+    this.#scanner?.push(chunk);
+    this.#kept.length = 0;
+    this.#keptBytes = 0;
+    this.release();
+    if (this.#scanner === null || this.#decoder?.decoding === true) this.#decoder?.stop();
+  }
+
   // Only once the cap is passed: a body within it is parsed whole at the end.
   #startScan(): JsonMemberScanner | null {
     if (this.#kind !== 'json' || this.#wanted.length === 0) return null;
@@ -149,20 +226,30 @@ export class BodyCapture {
 
   #render(): Rendered {
     if (this.#bytes === 0) return { body: null, bodyEncoding: 'omitted', truncated: false };
+    if (this.#overBudget) return this.#omitted('memory_budget');
     if (this.#decoder === null || this.#decoder.failed) return this.#omitted();
     const truncated = this.#truncated || this.#decoder.cutShort;
     if (this.#multipart !== null) return this.#renderMultipart(this.#multipart, truncated);
     const content = this.#kept.length === 1 ? (this.#kept[0] as Buffer) : Buffer.concat(this.#kept, this.#keptBytes);
+    // JSON text is UTF-8 (RFC 8259 §8.1) and holds no raw control characters: a body that parses
+    // needs no further check.
+    if (!truncated && this.#kind === 'json' && isUtf8(content)) {
+      const parsed = parseJson(content.toString('utf8'));
+      if (parsed !== undefined) return { body: parsed, bodyEncoding: 'json', truncated, [JSON_TEXT]: content };
+    }
+    // A character the cap cut in half is no fault of the body.
+    if (!isUtf8(truncated ? content.subarray(0, completeUtf8Length(content)) : content)) return this.#omitted('not_text');
     // StringDecoder.write leaves out a character the cap cut in half.
-    if (truncated) return { body: new StringDecoder('utf8').write(content), bodyEncoding: 'text', truncated };
-    const text = content.toString('utf8');
-    const parsed = this.#kind === 'json' ? parseJson(text) : undefined;
-    if (parsed === undefined) return { body: text, bodyEncoding: 'text', truncated };
-    return { body: parsed, bodyEncoding: 'json', truncated, [JSON_TEXT]: content };
+    const text = truncated ? new StringDecoder('utf8').write(content) : content.toString('utf8');
+    // Counted only in the rare text that has any: the native search is all most bodies cost.
+    if (CONTROL.test(text) && mostlyControl(content)) return this.#omitted('not_text');
+    return { body: text, bodyEncoding: 'text', truncated };
   }
 
-  #omitted(): Rendered {
-    return { body: null, bodyEncoding: 'omitted', truncated: this.#bytes > this.#maxBytes };
+  #omitted(reason?: OmittedReason): Rendered {
+    const omitted: Rendered = { body: null, bodyEncoding: 'omitted', truncated: this.#bytes > this.#maxBytes };
+    if (reason !== undefined) omitted.omittedReason = reason;
+    return omitted;
   }
 
   #renderMultipart(parser: MultipartParser, truncated: boolean): Rendered {

@@ -219,3 +219,15 @@ export function upstreamError(err: unknown, origin: string, responseStarted: boo
   }
   return new UpstreamUnreachableError(`upstream ${origin} unreachable: ${detail(err)}`, { cause: err });
 }
+
+/**
+ * MEMORY_BUDGET_BYTES is spent: a feature that must hold a body (STREAM_USAGE=inject) refuses
+ * rather than let memory grow; the client may retry (503, as OpenAI's own overload answer).
+ */
+export class ProxyOverloadedError extends ProxyError {
+  readonly code = 'proxy_overloaded';
+  readonly status = 503;
+  readonly type = 'service_unavailable';
+  readonly outcome = 'rejected';
+  override readonly name = 'ProxyOverloadedError';
+}

@@ -2,22 +2,37 @@
  * STREAM_USAGE=inject: a streamed chat/completions request that did not ask for usage gets
  * `stream_options.include_usage` upstream, and the extra usage chunk is removed from what the
  * client receives, so billing always sees the tokens. Only those requests are buffered (they
- * are small JSON); anything larger than the limit is forwarded untouched.
+ * are small JSON); anything larger than the limit is forwarded untouched. What is buffered
+ * counts against the memory budget: past it the request is refused (503) rather than held.
  */
 import { Readable } from 'node:stream';
 import { injectIncludeUsage, UsageChunkStripper } from '../capture/stream-usage.ts';
+import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
+import { ProxyOverloadedError } from './errors.ts';
 import type { BodyRewriter, BodyRewritePlan } from './forward.ts';
 import type { Exchange } from './observer.ts';
 
 const LIMIT_BYTES = 8 * 1024 * 1024;
 const STREAMING_PATHS = /\/(chat\/)?completions$/;
 
-/** Reads the body whole, unless it passes the limit: then what was read is replayed ahead of the rest. */
-function readUpTo(body: Readable, limit: number): Promise<Buffer | Readable> {
+/**
+ * Reads the body whole, unless it passes the limit: then what was read is replayed ahead of the
+ * rest. Every chunk held is reserved in `memory` first, and given back once the body is handed
+ * on (to the upstream connection); a chunk that does not fit refuses the request, and the rest
+ * of the body is read and discarded so the 503 leaves the connection usable.
+ */
+function readUpTo(body: Readable, limit: number, memory: MemoryAccount): Promise<Buffer | Readable> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer): void => {
+      if (!memory.tryReserve(chunk.length)) {
+        cleanup();
+        chunks.length = 0;
+        body.resume();
+        reject(new ProxyOverloadedError('the proxy is holding as much as its memory budget allows; retry shortly'));
+        return;
+      }
       chunks.push(chunk);
       size += chunk.length;
       if (size <= limit) return;
@@ -34,6 +49,7 @@ function readUpTo(body: Readable, limit: number): Promise<Buffer | Readable> {
       reject(err);
     };
     const cleanup = (): void => {
+      memory.release(size);
       body.off('data', onData).off('end', onEnd).off('error', onError);
     };
     body.on('data', onData).once('end', onEnd).once('error', onError);
@@ -47,6 +63,11 @@ async function* replay(head: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
 
 export class StreamUsageInjector implements BodyRewriter {
   readonly #injected = new WeakSet<Exchange>();
+  readonly #memory: MemoryAccount;
+
+  constructor(memory: MemoryAccount = UNBOUNDED) {
+    this.#memory = memory;
+  }
 
   injected(exchange: Exchange): boolean {
     return this.#injected.has(exchange);
@@ -57,7 +78,7 @@ export class StreamUsageInjector implements BodyRewriter {
     if (!(exchange.req.headers['content-type'] ?? '').includes('json') || exchange.req.headers['content-encoding'] !== undefined) return null;
     return {
       rewriteRequest: async (body) => {
-        const read = await readUpTo(body, LIMIT_BYTES);
+        const read = await readUpTo(body, LIMIT_BYTES, this.#memory);
         if (!Buffer.isBuffer(read)) return read;
         const { body: rewritten, injected } = injectIncludeUsage(read);
         if (injected) this.#injected.add(exchange);
