@@ -67,7 +67,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     journal: journal === null ? null : { ...journal.stats, writable: journal.writable },
     shipper: shipper?.stats() ?? null,
   });
-  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats }) : null;
+  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats, memoryStats: () => memory.stats }) : null;
   const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {

@@ -14,6 +14,7 @@ import type { AuditRecord, OpenAIInfo } from '../src/audit/record.ts';
 import { genAiOperationName } from '../src/capture/operation.ts';
 import { loadConfig } from '../src/config.ts';
 import { SeriesCap, OTHER } from '../src/telemetry/labels.ts';
+import { MemoryBudget } from '../src/memory-budget.ts';
 import { ProxyMetrics } from '../src/telemetry/metrics.ts';
 import { BASE_ENV, startTestProxy } from './support/proxy.ts';
 import { EMULATOR_USAGE, startUpstream } from './support/upstream.ts';
@@ -152,7 +153,7 @@ test('through observe(): 100 institutions × 44 operations × 12 statuses × 50 
   assert.equal(config.metrics.maxSeriesPerMetric, CAP);
   assert.equal(loadConfig(BASE_ENV).metrics.maxSeriesPerMetric, 5000, 'the default');
   assert.throws(() => loadConfig({ ...BASE_ENV, METRICS_MAX_SERIES_PER_METRIC: '99' }), /METRICS_MAX_SERIES_PER_METRIC: 99 is out of range/);
-  const metrics = new ProxyMetrics(config.metrics, { exemplars: false, auditStats: () => ({ journal: null, shipper: null }) });
+  const metrics = new ProxyMetrics(config.metrics, { exemplars: false, auditStats: () => ({ journal: null, shipper: null }), memoryStats: () => new MemoryBudget(1024 * 1024).stats });
   const N = 4000;
   const byStatus = new Map<string, number>();
   const sent = new Set<string>();

@@ -115,6 +115,17 @@ describe('after known traffic', () => {
     assert.ok(sample(text, 'nodejs_active_handles') !== undefined);
     assert.doesNotMatch(text, /^nodejs_active_(handles|requests|resources)_total\b/m);
     assert.equal(sample(text, 'openai_proxy_metric_series_overflow_total', { metric: 'openai_proxy_requests_total' }), 0);
+    assert.equal(sample(text, 'openai_proxy_audit_journal_reopened_total'), 0);
+    assert.ok(sample(text, 'openai_proxy_audit_journal_pending_bytes') !== undefined);
+  });
+
+  test('the memory budget: its limit, what each holder holds (nothing once records are written), refusals', () => {
+    assert.equal(sample(text, 'openai_proxy_memory_budget_bytes'), proxy.config.memoryBudgetBytes);
+    for (const holder of ['capture', 'inject', 'journal']) {
+      assert.equal(sample(text, 'openai_proxy_memory_used_bytes', { holder }), proxy.runtime.memory.stats.held[holder as 'capture'], holder);
+      assert.equal(sample(text, 'openai_proxy_memory_refused_total', { holder }), 0, holder);
+    }
+    assert.equal(sample(text, 'openai_proxy_memory_used_bytes', { holder: 'capture' }), 0, 'captures are released once their records are handed on');
   });
 });
 

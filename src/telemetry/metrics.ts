@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelV
 import type { AuditRecord } from '../audit/record.ts';
 import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
+import type { MemoryBudgetStats } from '../memory-budget.ts';
 import type { Exchange, ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
 import { BoundedLabel, SeriesCap, operationLabel } from './labels.ts';
@@ -23,7 +24,15 @@ const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048
 const OVERHEAD_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 
 export interface AuditPipelineStats {
-  journal: { appended: number; appendedBytes: number; dropped: number; writable: boolean; tornLinesSkipped: number } | null;
+  journal: {
+    appended: number;
+    appendedBytes: number;
+    dropped: number;
+    writable: boolean;
+    tornLinesSkipped: number;
+    reopened: number;
+    pendingBytes: number;
+  } | null;
   shipper: { shipped: number; retries: number; deadLettered: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
 }
 
@@ -100,7 +109,7 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly genaiDuration: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
   readonly genaiTokens: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
 
-  constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats }) {
+  constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats; memoryStats: () => MemoryBudgetStats }) {
     this.#models = new BoundedLabel(config.maxModels);
     this.#institutions = new BoundedLabel(config.maxInstitutions);
     this.#maxSeries = config.maxSeriesPerMetric;
@@ -201,6 +210,7 @@ export class ProxyMetrics implements MetricsEndpoint {
       TOKEN_BUCKETS,
     );
     this.#auditGauges(options.auditStats, registers);
+    this.#memoryGauges(options.memoryStats, registers);
   }
 
   /** A counter labelled from traffic: its label combinations are capped. */
@@ -264,6 +274,8 @@ export class ProxyMetrics implements MetricsEndpoint {
       counter('openai_proxy_audit_dropped_total', 'Audit records that could not be written (journal unwritable or full).', (s) => s.journal?.dropped);
       counter('openai_proxy_audit_torn_lines_total', 'Torn journal lines cut after a crash.', (s) => s.journal?.tornLinesSkipped);
       gauge('openai_proxy_audit_journal_writable', '1 while the journal can write.', (s) => Number(s.journal?.writable));
+      gauge('openai_proxy_audit_journal_pending_bytes', 'Journal lines queued or being written, in bytes (the recorder waits past a high-water mark).', (s) => s.journal?.pendingBytes);
+      counter('openai_proxy_audit_journal_reopened_total', 'Times the journal found its segment or directory gone and reopened a new one.', (s) => s.journal?.reopened);
     }
     // A missing component exposes no series: a 0 would read as "down" on the dashboard.
     if (stats().shipper !== null) {
@@ -274,6 +286,40 @@ export class ProxyMetrics implements MetricsEndpoint {
       gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
       gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => Number(s.shipper?.up));
     }
+  }
+
+  /** MEMORY_BUDGET_BYTES: the limit, what each holder holds, and what each was refused. */
+  #memoryGauges(stats: () => MemoryBudgetStats, registers: Registry<RegistryContentType>[]): void {
+    new Gauge({
+      name: 'openai_proxy_memory_budget_bytes',
+      help: 'MEMORY_BUDGET_BYTES: what the proxy may hold for exchanges (captures, inject buffers, journal lines).',
+      registers,
+      collect(this: Gauge) {
+        this.set(stats().limitBytes);
+      },
+    });
+    new Gauge({
+      name: 'openai_proxy_memory_used_bytes',
+      help: 'Bytes held against the memory budget, by holder (capture, inject, journal).',
+      labelNames: ['holder'],
+      registers,
+      collect(this: Gauge<'holder'>) {
+        for (const [holder, bytes] of Object.entries(stats().held)) this.set({ holder }, bytes);
+      },
+    });
+    const last: Record<string, number> = {};
+    new Counter({
+      name: 'openai_proxy_memory_refused_total',
+      help: 'Reservations the memory budget refused, by holder: a body not kept (capture) or a request refused with 503 (inject).',
+      labelNames: ['holder'],
+      registers,
+      collect(this: Counter<'holder'>) {
+        for (const [holder, count] of Object.entries(stats().refused)) {
+          this.inc({ holder }, count - (last[holder] ?? 0));
+          last[holder] = count;
+        }
+      },
+    });
   }
 
   /** Counts exchanges in flight; the rest is recorded from the finished exchange's record. */
