@@ -163,9 +163,13 @@ async function main(): Promise<boolean> {
     });
     const rows: Row[] = [];
     const t0 = performance.now();
+    let lastScrape = performance.now();
     const sample = async (label?: string): Promise<Row> => {
       const metrics = await scrapeMetrics(p.adminUrl);
-      const loop = metrics === null ? null : metricValue(metrics, 'nodejs_eventloop_lag_p99_seconds');
+      // The histogram covers the time since the previous scrape: too short a window says nothing.
+      const windowed = performance.now() - lastScrape >= 2000;
+      lastScrape = performance.now();
+      const loop = metrics === null || !windowed ? null : metricValue(metrics, 'nodejs_eventloop_lag_p99_seconds');
       const json = traffic.tally.takeJsonLatencies();
       const t = (performance.now() - t0) / 1000;
       const row: Row = {

@@ -107,18 +107,20 @@ export const secrets: Probe = {
     await send('/v1/models', { ...json, 'x-test-response-header': `x-goog-api-key=${mark('U2')}` });
     markers.set(mark('B1'), 'JSON body api_key');
     await send('/v1/chat/completions', json, JSON.stringify({ model: 'gpt-4o-mini', api_key: mark('B1'), messages: [{ role: 'user', content: 'Hi' }] }));
-    const pathKey = `sk-proj-${mark('P1')}abcdefghijklmnop`;
+    // Shaped like a real project key (sk-proj- and ~150 characters), so any key pattern matches it.
+    const keyLike = (what: string): string => `sk-proj-${mark(what)}${'Xq7T3BlbkFJaB9c'.repeat(9)}`;
+    const pathKey = keyLike('P1');
     markers.set(mark('P1'), 'sk- key in the URL path');
     await send(`/v1/files/${pathKey}/content`, json);
-    const bodyKey = `sk-proj-${mark('S1')}abcdefghijklmnop`;
+    const bodyKey = keyLike('S1');
     markers.set(mark('S1'), 'sk- key in a message');
     await send('/v1/chat/completions', json, JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `my key is ${bodyKey}` }] }));
     markers.set(mark('A1'), 'the bearer key itself');
-    await send('/v1/models', { authorization: `Bearer sk-${mark('A1')}` });
+    await send('/v1/models', { authorization: `Bearer ${keyLike('A1')}` });
     // The Realtime subprotocol in another case than the documented `openai-insecure-api-key.`.
     markers.set(mark('W1'), 'Realtime subprotocol OpenAI-Insecure-API-Key.');
     await new Promise<void>((resolve) => {
-      const ws = new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, ['realtime', `OpenAI-Insecure-API-Key.sk-${mark('W1')}`]);
+      const ws = new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, ['realtime', `OpenAI-Insecure-API-Key.${keyLike('W1')}`]);
       const timer = setTimeout(() => ws.terminate(), 5000);
       ws.once('open', () => ws.close(1000));
       ws.once('error', () => undefined);

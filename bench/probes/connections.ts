@@ -154,7 +154,7 @@ export const fdLimit: Probe = {
         pass: servedAt >= 0 && alive,
         figure: servedAt >= 0
           ? `20 requests in a row served ${seconds(servedAt)} after the attack began; ${refusedAtOnce} connections refused at once; ${attack.open} attacker connections still open`
-          : `no run of 20 successful requests within ${seconds(limit + 5000)} (${attempts} attempts); ${attack.open} attacker connections open, ${refusedAtOnce} refused at once${alive ? '' : '; the proxy died'}`,
+          : `no run of 20 successful requests within ${seconds(limit + 5000)} (${attempts} attempts); of 1,100 attacker connections ${attack.open} open, ${attack.closedByPeer.length} closed by the proxy (${refusedAtOnce} at once)${alive ? '' : '; the proxy died'}`,
       };
     } finally {
       attack.close();

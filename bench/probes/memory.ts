@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { exchange } from '../lib/client.ts';
 import { field, journalIds, journalLines, parseRecord, recordId } from '../lib/journal-records.ts';
 import { watchPeakRss } from '../lib/proc-stats.ts';
+import { healthz } from '../lib/scrape.ts';
 import { startWsSink } from '../lib/ws-sink.ts';
 import { AUTH, MiB, within, type Probe, type ProbeContext } from './context.ts';
 
@@ -105,9 +106,10 @@ export const burst1MiB: Probe = {
       const written = await journalIds(proxy.auditDir);
       const lost = ids.filter((id) => !written.has(id)).length;
       const ok = results.filter((r) => r.status === 200 && r.error === null).length;
+      const journal = field(await healthz(proxy.adminUrl), 'audit.journal.dropped');
       return {
         pass: lost === 0 && ok === 300 && peakMiB < RSS_LIMIT_MIB,
-        figure: `${ok} of 300 answered 200; ${lost} records lost of ${ids.length}; RSS ${startMiB.toFixed(0)} → peak ${peakMiB.toFixed(0)} MiB`,
+        figure: `${ok} of 300 answered 200; ${lost} records lost of ${ids.length} (journal's dropped count ${JSON.stringify(journal) ?? 'unknown'}); RSS ${startMiB.toFixed(0)} → peak ${peakMiB.toFixed(0)} MiB`,
       };
     } finally {
       clearInterval(forget);
