@@ -13,7 +13,7 @@ import { log } from './lib/log.ts';
 import { ROOT } from './lib/paths.ts';
 import { watchPeakRss, type PeakWatch } from './lib/proc-stats.ts';
 import { killAllNow, stop, stopAll } from './lib/processes.ts';
-import { startProxyChild, type ProxyChild } from './lib/proxy-child.ts';
+import { compileProxy, startProxyChild, type ProxyChild } from './lib/proxy-child.ts';
 import { absoluteForm, dotSegments, secrets } from './probes/accounting.ts';
 import { fdLimit, silent, slowloris, slowUploads } from './probes/connections.ts';
 import type { Limits, Probe, ProbeContext, ProbeResult } from './probes/context.ts';
@@ -179,6 +179,7 @@ async function main(): Promise<boolean> {
     return true;
   }
   const settings = parse(process.argv.slice(2));
+  compileProxy();
   const dir = (workDir = mkdtempSync(join(os.tmpdir(), 'proxy-probes-')));
   const rows: Row[] = [];
   for (const probe of settings.only) {

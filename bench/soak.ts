@@ -1,4 +1,4 @@
-// Soak (`npm run soak -- --help`): the proxy started as `npm start` runs it, audit on, against the
+// Soak (`npm run soak -- --help`): the proxy compiled and started as `npm start` runs it, audit on, against the
 // test upstream emulator, under mixed traffic for SOAK_SECONDS (default 600; --quick: 60) on
 // loopback, with a slowloris wave in the middle. Every 10 s it samples the proxy's RSS, open fds,
 // event-loop delay p99 (prom-client's nodejs_eventloop_lag_p99_seconds, reset at each scrape, so
@@ -17,15 +17,17 @@ import { log, sleep } from './lib/log.ts';
 import { ROOT } from './lib/paths.ts';
 import { fdCount, rssMiB } from './lib/proc-stats.ts';
 import { killAllNow, stop, stopAll } from './lib/processes.ts';
-import { startProxyChild, type ProxyChild } from './lib/proxy-child.ts';
+import { compileProxy, startProxyChild, type ProxyChild } from './lib/proxy-child.ts';
 import { metricValue, scrapeMetrics } from './lib/scrape.ts';
 import { SOAK_MIX, SoakTraffic, UPLOAD_BYTES } from './lib/soak-traffic.ts';
 import { median } from './lib/stats.ts';
 import { Trickle } from './lib/trickle.ts';
 
-const USAGE = `usage: npm run soak -- [--quick] [--seconds N] [--slowloris N] [--out FILE] [--set NAME=VALUE] [--unset NAME]
+const USAGE = `usage: npm run soak -- [--quick] [--seconds N] [--slowloris N] [--headers-timeout-s N] [--out FILE] [--set NAME=VALUE] [--unset NAME]
   --quick        60 s instead of SOAK_SECONDS (default 600)
   --slowloris N  connections of the slowloris wave (default 300; a header byte every 5 s each)
+  --headers-timeout-s N  the longest request-head timeout the proxy may have (default 60): a wave
+                 lasting twice that fails the soak unless the proxy closed some of its connections
   --set/--unset  environment of the proxy (e.g. --set CLIENT_HEADERS_TIMEOUT_MS=10000)`;
 
 const SAMPLE_MS = 10_000;
@@ -41,6 +43,7 @@ const SLOWLORIS_GAP_MS = 5000;
 interface Settings {
   seconds: number;
   slowloris: number;
+  headersTimeoutS: number;
   out: string;
   env: Record<string, string | undefined>;
 }
@@ -50,6 +53,7 @@ function parse(argv: readonly string[]): Settings {
   const fromEnv = process.env['SOAK_SECONDS'];
   let seconds = fromEnv === undefined || fromEnv === '' ? 600 : Number(fromEnv);
   let slowloris = 300;
+  let headersTimeoutS = 60;
   let out = 'bench/SOAK.md';
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
@@ -61,12 +65,14 @@ function parse(argv: readonly string[]): Settings {
     if (arg === '--quick') seconds = 60;
     else if (arg === '--seconds') seconds = Number(value());
     else if (arg === '--slowloris') slowloris = Number(value());
+    else if (arg === '--headers-timeout-s') headersTimeoutS = Number(value());
     else if (arg === '--out') out = value();
     else throw new Error(`unknown option ${arg ?? ''}\n${USAGE}`);
   }
   if (!Number.isInteger(seconds) || seconds < 60) throw new Error(`the soak needs at least 60 s, got ${seconds}\n${USAGE}`);
   if (!Number.isInteger(slowloris) || slowloris < 0) throw new Error(`--slowloris must be a whole number\n${USAGE}`);
-  return { seconds, slowloris, out, env: edits };
+  if (!(headersTimeoutS > 0)) throw new Error(`--headers-timeout-s must be positive\n${USAGE}`);
+  return { seconds, slowloris, headersTimeoutS, out, env: edits };
 }
 
 interface Row {
@@ -79,15 +85,16 @@ interface Row {
   requests: number;
   records: number;
   slowloris: number;
+  slowlorisClosed: number;
   errors: number;
 }
 
 const fmt = (n: number | null, digits = 0): string => (n === null || Number.isNaN(n) ? '–' : n.toFixed(digits));
 
 function table(rows: readonly Row[]): string {
-  const head = '| t (s) | RSS MiB | fds | loop delay p99 ms | JSON p99 ms | requests | records | slowloris open | client errors |\n|---|---|---|---|---|---|---|---|---|\n';
+  const head = '| t (s) | RSS MiB | fds | loop delay p99 ms | JSON p99 ms | requests | records | slowloris open | slowloris closed by proxy | client errors |\n|---|---|---|---|---|---|---|---|---|---|\n';
   return head + rows.map((r) =>
-    `| ${r.label} | ${fmt(r.rss)} | ${r.fds} | ${fmt(r.loopP99Ms, 1)} | ${fmt(r.jsonP99Ms, 1)} | ${r.requests} | ${r.records} | ${r.slowloris} | ${r.errors} |`).join('\n') + '\n';
+    `| ${r.label} | ${fmt(r.rss)} | ${r.fds} | ${fmt(r.loopP99Ms, 1)} | ${fmt(r.jsonP99Ms, 1)} | ${r.requests} | ${r.records} | ${r.slowloris} | ${r.slowlorisClosed} | ${r.errors} |`).join('\n') + '\n';
 }
 
 interface Verdict {
@@ -95,7 +102,13 @@ interface Verdict {
   lines: string[];
 }
 
-function judge(rows: readonly Row[], settings: Settings, baselineFds: number, finalFds: number, missing: string[], traffic: SoakTraffic): Verdict {
+interface Wave {
+  seconds: number;
+  opened: number;
+  closedByProxy: number;
+}
+
+function judge(rows: readonly Row[], settings: Settings, baselineFds: number, finalFds: number, missing: string[], traffic: SoakTraffic, wave: Wave): Verdict {
   const lines: string[] = [];
   let pass = true;
   const check = (ok: boolean, text: string): void => {
@@ -114,6 +127,11 @@ function judge(rows: readonly Row[], settings: Settings, baselineFds: number, fi
     check(false, `memory drift: only ${steady.length} samples after warm-up, too few to judge`);
   }
   check(finalFds <= baselineFds + FD_SLACK, `fds back to baseline after the slowloris wave and the drain: ${finalFds} (baseline ${baselineFds}, slack ${FD_SLACK}); peak ${Math.max(...rows.map((r) => r.fds))}`);
+  if (settings.slowloris > 0 && wave.seconds >= 2 * settings.headersTimeoutS) {
+    check(wave.closedByProxy > 0, `slowloris: the proxy closed ${wave.closedByProxy} of ${wave.opened} slowloris connections in a ${fmt(wave.seconds)} s wave (at least one expected with a request-head timeout of ${settings.headersTimeoutS} s or less)`);
+  } else {
+    lines.push(`- slowloris: the proxy closed ${wave.closedByProxy} of ${wave.opened} connections in a ${fmt(wave.seconds)} s wave (not judged: shorter than twice --headers-timeout-s ${settings.headersTimeoutS})`);
+  }
   const answered = traffic.tally.ids.size;
   check(missing.length === 0, `records: ${answered - missing.length} of ${answered} answered exchanges have their record${missing.length > 0 ? `; missing e.g. ${missing.slice(0, 3).join(', ')}` : ''}`);
   const problems = [...traffic.tally.problems].map(([what, n]) => `${what} ×${n}`);
@@ -138,6 +156,7 @@ async function main(): Promise<boolean> {
     return true;
   }
   const settings = parse(process.argv.slice(2));
+  compileProxy();
   const dir = (workDir = mkdtempSync(join(os.tmpdir(), 'proxy-soak-')));
   const upstream = await startUpstream();
   // The emulator keeps every request it saw (bodies too) for tests; a soak must not grow it.
@@ -182,6 +201,7 @@ async function main(): Promise<boolean> {
         requests: traffic.tally.ids.size,
         records: (await p.journal.size()).records,
         slowloris: slowloris.open,
+        slowlorisClosed: slowloris.closedByPeer.length,
         errors: traffic.tally.errors,
       };
       rows.push(row);
@@ -216,7 +236,8 @@ async function main(): Promise<boolean> {
 
     const written = await journalIds(p.auditDir);
     const missing = [...traffic.tally.ids].filter((id) => !written.has(id));
-    const verdict = judge(rows, settings, baselineFds, end.fds, missing, traffic);
+    const waveFacts = { seconds: (waveEnd - waveStart) / 1000, opened: slowloris.opened, closedByProxy: slowloris.closedByPeer.length };
+    const verdict = judge(rows, settings, baselineFds, end.fds, missing, traffic, waveFacts);
     const kinds = [...traffic.tally.byKind].map(([kind, n]) => `${kind} ${n}`).join(', ');
     const skipped = [...traffic.tally.skipped].map(([kind, n]) => `${kind} ${n}`).join(', ') || 'none';
     const mix = Object.entries(SOAK_MIX).map(([kind, s]) => `${kind} every ${s.everyMs} ms (≤ ${s.maxInFlight} in flight)`).join(', ');

@@ -1,10 +1,11 @@
-// The proxy as `npm start` runs it (package.json's Node flags, src/main.ts, env only), in a child
-// with its own AUDIT_DIR, optionally under a lower open-file limit (`ulimit -n` through bash).
-import { spawn, type ChildProcess } from 'node:child_process';
+// The proxy as `npm start` runs it (package.json's Node flags, the compiled dist/main.js, env only),
+// in a child with its own AUDIT_DIR, optionally under a lower open-file limit (`ulimit -n` through bash).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from './journal.ts';
-import { ROOT } from './paths.ts';
+import { log } from './log.ts';
+import { PROXY_ENTRY, ROOT } from './paths.ts';
 import { track } from './processes.ts';
 import { freePort, httpOk, waitReady } from './ready.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
@@ -31,6 +32,12 @@ export interface ProxyChildOptions {
   fdLimit?: number;
 }
 
+/** Compiles src/ to dist/ (`npm run build`), so the proxy started is this tree's. */
+export function compileProxy(): void {
+  log('compiling src/ to dist/ (npm run build)');
+  execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+}
+
 export async function startProxyChild(options: ProxyChildOptions): Promise<ProxyChild> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const auditDir = join(options.workDir, `audit-${options.name}`);
@@ -51,7 +58,7 @@ export async function startProxyChild(options: ProxyChildOptions): Promise<Proxy
     if (value === undefined) delete env[key];
     else env[key] = value;
   }
-  const nodeArgs = [...RUNTIME_FLAGS, '--import', 'tsx', 'src/main.ts'];
+  const nodeArgs = [...RUNTIME_FLAGS, PROXY_ENTRY];
   const [command, args] = options.fdLimit === undefined
     ? [process.execPath, nodeArgs]
     // exec: the pid we hold is the proxy's own, so RSS and /proc/PID/fd are the proxy's.
