@@ -59,6 +59,14 @@ function table(header: string[], body: string[][]): string {
   return [line(header), line(header.map(() => '---')), ...body.map(line)].join('\n');
 }
 
+/**
+ * The command as it reproduces the run: without `--out FILE`, which says only where this report
+ * went and would put a path of the machine that ran it into a committed file.
+ */
+export function reproducibleCommand(command: string): string {
+  return command.replace(/\s+--out(?:\s+|=)\S+/g, '').replace(/ --$/, '');
+}
+
 function mark(met: boolean | null): string {
   return met === null ? '' : met ? ' ✅' : ' ❌';
 }
@@ -133,7 +141,7 @@ export function renderReport(input: ReportInput): string {
     : '';
   const meta = table(['setting', 'value'], [
     ['date', input.date.toISOString()],
-    ['command', `\`${input.command}\``],
+    ['command', `\`${reproducibleCommand(input.command)}\``],
     ['Node', process.version],
     ['CPUs', `${os.availableParallelism()} × ${cpu}`],
     ['load average at start / end', `${load(input.loadStart)} / ${load(os.loadavg())}`],
