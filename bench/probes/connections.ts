@@ -110,12 +110,15 @@ export const slowUploads: Probe = {
       await within(limit, () => attack.conns.every((c) => c.answer !== '' || c.closedByPeerAt !== null));
       const answered408 = attack.conns.filter((c) => c.answer.startsWith('HTTP/1.1 408')).length;
       const dealt = attack.conns.filter((c) => c.answer !== '' || c.closedByPeerAt !== null).length;
-      // Released upstream: what the proxy still holds toward upstream once it has answered.
-      await within(2000, () => upstream.openSockets() <= 10);
+      // Released upstream: every upstream request aborted, and no connection left toward upstream
+      // once undici's idle keep-alive timeout (4 s) has passed: after an abort undici may open a
+      // fresh connection to the origin, which carries no request and closes when idle.
+      await within(2000, () => upstream.aborted >= 300);
+      await within(6000, () => upstream.openSockets() <= 10);
       const held = upstream.openSockets();
       return {
-        pass: dealt === 300 && answered408 === 300 && held <= 10,
-        figure: `${answered408} answered 408, ${dealt} of 300 answered or closed within ${seconds(limit)}; upstream sockets peak ${upstreamPeak}, ${held} still held`,
+        pass: dealt === 300 && answered408 === 300 && upstream.aborted >= 300 && held <= 10,
+        figure: `${answered408} answered 408, ${dealt} of 300 answered or closed within ${seconds(limit)}; upstream requests aborted ${upstream.aborted}; upstream sockets peak ${upstreamPeak}, ${held} still open 6 s later`,
         details: [`a body byte every ${seconds(gapMs)}; answers seen: ${[...new Set(attack.conns.map((c) => c.answer.split('\r\n')[0] ?? '').filter((a) => a !== ''))].join(' | ') || 'none'}`],
       };
     } finally {
