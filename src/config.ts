@@ -3,6 +3,7 @@
  * line naming the variable and what was wrong; nothing is read from the environment elsewhere.
  */
 import { readFileSync } from 'node:fs';
+import { AppError } from './errors.ts';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 export type StreamUsageMode = 'passthrough' | 'inject';
@@ -31,7 +32,29 @@ export interface Config {
   memoryBudgetBytes: number;
   audit: AuditConfig;
   metrics: MetricsConfig;
+  /** OpenTelemetry traces; null when off (no endpoint, OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
+  tracing: TracingConfig | null;
   genaiCaptureContent: boolean;
+}
+
+/**
+ * The OTLP/HTTP trace export, from the standard OTEL_* variables (OpenTelemetry SDK environment
+ * variable specification); the exporter's headers and certificates, the sampler and
+ * OTEL_RESOURCE_ATTRIBUTES are left to the SDK, which reads them itself.
+ */
+export interface TracingConfig {
+  /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as-is, else OTEL_EXPORTER_OTLP_ENDPOINT plus `/v1/traces`. */
+  url: string;
+  compression: 'gzip' | 'none' | null;
+  timeoutMs: number | null;
+  serviceName: string;
+  /** OTEL_BSP_*: null leaves the SDK's default. */
+  batch: {
+    scheduleDelayMs: number | null;
+    exportTimeoutMs: number | null;
+    maxQueueSize: number | null;
+    maxExportBatchSize: number | null;
+  };
 }
 
 /** What one client connection may hold: time for its head, idle time, body stalls, how many at once. */
@@ -70,8 +93,11 @@ export interface MetricsConfig {
   maxSeriesPerMetric: number;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
+/** A bad value, or a combination of values that would do nothing: start-up stops with exit 2. */
+export class ConfigError extends AppError {
+  readonly code = 'config_invalid';
+  /** Never answers a request: start-up stops (exit 2). */
+  readonly status = 500;
   constructor(readonly variable: string, problem: string) {
     super(`${variable}: ${problem}`);
     this.name = 'ConfigError';
@@ -233,13 +259,105 @@ function audit(env: Env): AuditConfig {
       .split(',')
       .map((h) => h.trim().toLowerCase())
       .filter((h) => h !== ''),
-    mongodbUri: raw(env, 'MONGODB_URI') ?? null,
+    mongodbUri: mongodbUri(raw(env, 'MONGODB_URI')),
     mongodbDb: str(env, 'MONGODB_DB', 'openai_proxy'),
     ttlDays: optionalInt(env, 'AUDIT_TTL_DAYS', 1, 100_000),
   };
 }
 
+/** The first of `names` that is set, for the OTEL_* pairs where the signal's own name wins. */
+function firstSet(env: Env, names: readonly string[]): string | undefined {
+  return names.find((name) => raw(env, name) !== undefined);
+}
+
+function optionalIntOf(env: Env, names: readonly string[], min: number, max: number): number | null {
+  const name = firstSet(env, names);
+  return name === undefined ? null : int(env, name, 0, min, max);
+}
+
+function tracing(env: Env): TracingConfig | null {
+  const specific = raw(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  const base = raw(env, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+  if (specific === undefined && base === undefined) return null;
+  if (bool(env, 'OTEL_SDK_DISABLED', false) || raw(env, 'OTEL_TRACES_EXPORTER') === 'none') return null;
+  // The signal endpoint is used as-is; the base one gets the signal's path (OTLP exporter spec).
+  const url = specific ?? `${(base as string).replace(/\/+$/, '')}/v1/traces`;
+  if (!/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
+    throw new ConfigError(specific === undefined ? 'OTEL_EXPORTER_OTLP_ENDPOINT' : 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', `"${url}" is not an http(s) URL`);
+  }
+  const compression = firstSet(env, ['OTEL_EXPORTER_OTLP_TRACES_COMPRESSION', 'OTEL_EXPORTER_OTLP_COMPRESSION']);
+  return {
+    url,
+    compression: compression === undefined ? null : oneOf<'gzip' | 'none'>(env, compression, 'none', ['gzip', 'none']),
+    timeoutMs: optionalIntOf(env, ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'], 1, 86_400_000),
+    serviceName: str(env, 'OTEL_SERVICE_NAME', 'openai-api-proxy'),
+    batch: {
+      scheduleDelayMs: optionalInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 1, 86_400_000),
+      exportTimeoutMs: optionalInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 1, 86_400_000),
+      maxQueueSize: optionalInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 1, 10_000_000),
+      maxExportBatchSize: optionalInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1, 10_000_000),
+    },
+  };
+}
+
+/**
+ * The form of a MongoDB connection string (https://www.mongodb.com/docs/manual/reference/connection-string/),
+ * checked at start rather than when the shipper first connects: the scheme, a host list (one host
+ * without a port for +srv), percent-encoded credentials, ports in range.
+ */
+function mongodbUri(value: string | undefined): string | null {
+  if (value === undefined) return null;
+  const fail = (problem: string): never => {
+    // The URI may carry a password: the message names the problem, not the value.
+    throw new ConfigError('MONGODB_URI', problem);
+  };
+  const match = /^(mongodb|mongodb\+srv):\/\/(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/.exec(value);
+  if (match === null) return fail('expected mongodb://host[:port][,host...][/db][?options] or mongodb+srv://host[/db][?options]');
+  const [, scheme, userinfo, hostList = '', path] = match;
+  try {
+    if (userinfo !== undefined) decodeURIComponent(userinfo);
+    if (path !== undefined) decodeURIComponent(path);
+  } catch {
+    fail('the user name, password or database is not percent-encoded');
+  }
+  const hosts = hostList.split(',');
+  if (hosts.some((host) => host === '')) fail('names no host');
+  if (scheme === 'mongodb+srv' && (hosts.length !== 1 || /:\d*$/.test(hosts[0] as string))) fail('mongodb+srv:// takes one host name and no port');
+  for (const host of hosts) {
+    if (!URL.canParse(`mongodb://${host}`)) fail(`host "${host}" is not a host[:port] (ports 0 to 65535)`);
+  }
+  return value;
+}
+
+/**
+ * Settings that would do nothing as combined: refused, so that an operator never believes a
+ * safeguard is on (AUDIT_REQUIRED with no journal) or records ship (MONGODB_URI with no journal).
+ */
+function refuseIneffective(env: Env, config: Config): void {
+  if (!config.audit.enabled) {
+    for (const name of ['MONGODB_URI', 'AUDIT_TTL_DAYS']) {
+      if (raw(env, name) !== undefined) throw new ConfigError(name, 'does nothing with AUDIT_ENABLED=false (there is no journal to ship)');
+    }
+    if (config.audit.required) throw new ConfigError('AUDIT_REQUIRED', 'true does nothing with AUDIT_ENABLED=false (there is no journal to require)');
+    if (config.audit.streamUsage === 'inject' && !config.metrics.enabled && config.tracing === null) {
+      throw new ConfigError('STREAM_USAGE', 'inject does nothing with audit, metrics and tracing all off (nothing records the usage)');
+    }
+  }
+  if (config.audit.mongodbUri === null && config.audit.ttlDays !== null) {
+    throw new ConfigError('AUDIT_TTL_DAYS', 'does nothing without MONGODB_URI (it is the TTL of the MongoDB collection)');
+  }
+  if (config.tracing === null && config.genaiCaptureContent) {
+    throw new ConfigError('OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', 'true does nothing with tracing off (set OTEL_EXPORTER_OTLP_ENDPOINT)');
+  }
+}
+
 export function loadConfig(env: Env = process.env): Config {
+  const config = readConfig(env);
+  refuseIneffective(env, config);
+  return config;
+}
+
+function readConfig(env: Env): Config {
   const host = str(env, 'HOST', '127.0.0.1');
   return {
     host,
@@ -265,6 +383,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxInstitutions: int(env, 'METRICS_MAX_INSTITUTIONS', 100, 1, 100_000),
       maxSeriesPerMetric: int(env, 'METRICS_MAX_SERIES_PER_METRIC', 5000, 100, 1_000_000),
     },
+    tracing: tracing(env),
     genaiCaptureContent: bool(env, 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', false),
   };
 }

@@ -3,23 +3,20 @@
  */
 import { startProxy } from './app.ts';
 import { createRuntime } from './runtime.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { MongoShipperConfigError } from './audit/mongo.ts';
+import { ConfigError, loadConfig } from './config.ts';
 import { errorMessage, log } from './log.ts';
 
-function configOrExit(): Config {
-  try {
-    return loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`openai-api-proxy: invalid configuration: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
+/** Every configuration error, whichever module finds it, stops start-up with one line and exit 2. */
+function exitIfConfigError(err: unknown): void {
+  if (err instanceof ConfigError || err instanceof MongoShipperConfigError) {
+    process.stderr.write(`openai-api-proxy: invalid configuration: ${err.message}\n`);
+    process.exit(2);
   }
 }
 
 async function main(): Promise<void> {
-  const config = configOrExit();
+  const config = loadConfig();
   const runtime = await createRuntime(config);
   const proxy = await startProxy(config, runtime.components);
   log.info('proxy listening', { url: proxy.url, admin: proxy.adminUrl, upstream: config.upstreamUrl.href });
@@ -46,6 +43,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  exitIfConfigError(err);
   log.error('start-up failed', { error: errorMessage(err) });
   process.exit(1);
 });

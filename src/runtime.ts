@@ -15,7 +15,6 @@ import type { ExchangeObserver } from './proxy/observer.ts';
 import { StreamUsageInjector } from './proxy/stream-usage.ts';
 import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
-import { tracingRequested } from './telemetry/tracing-enabled.ts';
 
 export interface Runtime {
   components: Components;
@@ -29,12 +28,11 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-type Env = Record<string, string | undefined>;
-
 const JOURNAL_HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
-export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
-  const tracing = tracingRequested(env) ? (await import('./telemetry/tracing.ts')).Tracing.start(env, config.genaiCaptureContent) : null;
+export async function createRuntime(config: Config): Promise<Runtime> {
+  // The SDK is loaded only when tracing is on: off, it costs nothing at all.
+  const tracing = config.tracing === null ? null : (await import('./telemetry/tracing.ts')).Tracing.start(config.tracing, config.genaiCaptureContent);
   const shipping = config.audit.mongodbUri !== null;
   const memory = new MemoryBudget(config.memoryBudgetBytes);
   let shipper: MongoShipper | null = null;

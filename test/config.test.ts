@@ -56,13 +56,34 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ STREAM_USAGE: 'always' }, /^STREAM_USAGE: expected one of passthrough, inject/],
   [{ HTTPS_PROXY: 'proxy:3128' }, /^HTTPS_PROXY: /],
   [{ MEMORY_BUDGET_BYTES: '65536' }, /^MEMORY_BUDGET_BYTES: 65536 is out of range/],
+  // MONGODB_URI's form is checked at start, not when the shipper first connects.
+  [{ MONGODB_URI: 'mongo:27017' }, /^MONGODB_URI: expected mongodb:\/\/host/],
+  [{ MONGODB_URI: 'http://mongo:27017' }, /^MONGODB_URI: expected mongodb:\/\/host/],
+  [{ MONGODB_URI: 'mongodb://' }, /^MONGODB_URI: names no host/],
+  [{ MONGODB_URI: 'mongodb://a,,b/db' }, /^MONGODB_URI: names no host/],
+  [{ MONGODB_URI: 'mongodb://mongo:99999/db' }, /^MONGODB_URI: host "mongo:99999" is not a host\[:port\]/],
+  [{ MONGODB_URI: 'mongodb+srv://cluster.example:27017/db' }, /^MONGODB_URI: mongodb\+srv:\/\/ takes one host name and no port/],
+  [{ MONGODB_URI: 'mongodb://user:p%zz@mongo/db' }, /^MONGODB_URI: the user name, password or database is not percent-encoded/],
+  // Combinations that would do nothing.
+  [{ AUDIT_ENABLED: 'false', MONGODB_URI: 'mongodb://mongo:27017/db' }, /^MONGODB_URI: does nothing with AUDIT_ENABLED=false/],
+  [{ AUDIT_ENABLED: 'false', AUDIT_TTL_DAYS: '30' }, /^AUDIT_TTL_DAYS: does nothing with AUDIT_ENABLED=false/],
+  [{ AUDIT_ENABLED: 'false', AUDIT_REQUIRED: 'true' }, /^AUDIT_REQUIRED: true does nothing with AUDIT_ENABLED=false/],
+  [{ AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', STREAM_USAGE: 'inject' }, /^STREAM_USAGE: inject does nothing with audit, metrics and tracing all off/],
+  [{ AUDIT_TTL_DAYS: '30' }, /^AUDIT_TTL_DAYS: does nothing without MONGODB_URI/],
+  [{ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' }, /^OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: true does nothing with tracing off/],
+  // OTEL_* are read here too, and a bad one is refused rather than ignored.
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, /^OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318\/v1\/traces" is not an http\(s\) URL/],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_COMPRESSION: 'brotli' }, /^OTEL_EXPORTER_OTLP_COMPRESSION: expected one of gzip, none/],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: 'soon' }, /^OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: expected a whole number/],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_BSP_MAX_QUEUE_SIZE: '0' }, /^OTEL_BSP_MAX_QUEUE_SIZE: 0 is out of range/],
+  [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'maybe' }, /^OTEL_SDK_DISABLED: expected true or false/],
 ];
 
 for (const [env, message] of bad) {
   test(`rejects ${JSON.stringify(env)}`, () => {
     assert.throws(() => loadConfig(env), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
-      assert.equal(err.code, 'CONFIG_INVALID');
+      assert.equal(err.code, 'config_invalid');
       assert.match(err.message, message);
       return true;
     });
@@ -89,4 +110,55 @@ test('a bad value stops start-up with one line naming the variable', async () =>
       return true;
     },
   );
+});
+
+test('the same combinations are accepted where they do something', () => {
+  assert.equal(loadConfig({ MONGODB_URI: 'mongodb://mongo-0.mongo,mongo-1.mongo:27018/openai_proxy?replicaSet=rs0', AUDIT_TTL_DAYS: '30' }).audit.ttlDays, 30);
+  assert.equal(loadConfig({ MONGODB_URI: 'mongodb+srv://user:p%40ss@cluster0.example.net/db?retryWrites=true' }).audit.mongodbUri, 'mongodb+srv://user:p%40ss@cluster0.example.net/db?retryWrites=true');
+  assert.equal(loadConfig({ AUDIT_ENABLED: 'false', STREAM_USAGE: 'inject' }).audit.streamUsage, 'inject', 'metrics record the usage');
+  assert.equal(loadConfig({ AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', STREAM_USAGE: 'inject', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).audit.streamUsage, 'inject', 'spans record the usage');
+  assert.equal(loadConfig({ AUDIT_ENABLED: 'false', AUDIT_REQUIRED: 'false' }).audit.required, false);
+  assert.equal(loadConfig({ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).genaiCaptureContent, true);
+});
+
+test('OTEL_* are read by config.ts into the tracing slice, the signal-specific names first', () => {
+  assert.equal(loadConfig({}).tracing, null);
+  assert.deepEqual(
+    loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'none',
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '9000',
+      OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '2500',
+      OTEL_SERVICE_NAME: 'proxy-eu',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      OTEL_BSP_EXPORT_TIMEOUT: '1000',
+      OTEL_BSP_MAX_QUEUE_SIZE: '4096',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '256',
+    }).tracing,
+    {
+      url: 'http://collector:4318/v1/traces',
+      compression: 'gzip',
+      timeoutMs: 2500,
+      serviceName: 'proxy-eu',
+      batch: { scheduleDelayMs: 200, exportTimeoutMs: 1000, maxQueueSize: 4096, maxExportBatchSize: 256 },
+    },
+  );
+  assert.deepEqual(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://c.example/otlp/traces' }).tracing, {
+    url: 'https://c.example/otlp/traces',
+    compression: null,
+    timeoutMs: null,
+    serviceName: 'openai-api-proxy',
+    batch: { scheduleDelayMs: null, exportTimeoutMs: null, maxQueueSize: null, maxExportBatchSize: null },
+  });
+});
+
+test('a combination that does nothing stops start-up with one line and exit 2', async () => {
+  const run = promisify(execFile);
+  const env: NodeJS.ProcessEnv = { ...process.env, AUDIT_ENABLED: 'false', MONGODB_URI: 'mongodb://127.0.0.1:9/db', PORT: '0', ADMIN_PORT: '0' };
+  await assert.rejects(run(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env, timeout: 60_000 }), (err: { code: number; stderr: string }) => {
+    assert.equal(err.code, 2);
+    assert.equal(err.stderr.trim(), 'openai-api-proxy: invalid configuration: MONGODB_URI: does nothing with AUDIT_ENABLED=false (there is no journal to ship)');
+    return true;
+  });
 });

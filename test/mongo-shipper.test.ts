@@ -3,7 +3,7 @@
  * indexes, outages, dropped connections, stalls, restarts, torn lines and segment deletion.
  */
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -212,7 +212,7 @@ describe('MongoShipper', () => {
     assert.equal(named('mongodb://u:p@127.0.0.1:9,127.0.0.2:9/?replicaSet=rs0'), 'fallback.requests');
     assert.equal(named('mongodb://127.0.0.1:9/test'), 'test.requests', 'an explicit /test is kept');
     assert.equal(named('mongodb://127.0.0.1:9/a%2Db?appName=x'), 'a-b.requests');
-    assert.throws(() => named('http://127.0.0.1:9'), (err: unknown) => err instanceof MongoShipperConfigError && err.code === 'AUDIT_SHIPPER_BAD_CONFIG');
+    assert.throws(() => named('http://127.0.0.1:9'), (err: unknown) => err instanceof MongoShipperConfigError && err.code === 'audit_shipper_bad_config');
   });
 
   test('MongoDB down at start: records accumulate, then arrive exactly once', async (t) => {
@@ -362,6 +362,40 @@ describe('MongoShipper', () => {
     assert.equal(dead.length, 1);
     assert.equal((EJSON.parse(dead[0] ?? '') as { _id: string })._id, huge._id);
     assert.equal(shipper.stats().up, true);
+  });
+
+  test('an unwritable dead-letter file is its own failure: counted, the rest ship, the record is written once it can be', async (t) => {
+    const f = await setUp(t, { journal: { segmentBytes: 64 * 1024 * 1024 } });
+    // A directory where the file should be: appendFile fails (EISDIR) even for root.
+    const deadLetter = join(f.dir, DEAD_LETTER_FILE);
+    await mkdir(deadLetter);
+    const shipper = f.ship();
+    await f.append(0, 2);
+    const huge = record(2);
+    huge.request.body = 'x'.repeat(17 * 1024 * 1024);
+    f.journal.append(huge);
+    await f.append(3, 2);
+    await f.waitForStats('4 shipped, the refused one waiting', (s) => s.shipped === 4 && s.deadLetterPending === 1 && s.deadLetterFailures >= 1 && s.lagRecords === 0);
+    let stats = shipper.stats();
+    assert.equal(stats.deadLettered, 0, 'nothing is counted as dead-lettered before it is written');
+    assert.match(stats.lastError ?? '', /^writing the dead-letter file: /);
+    assertExactlyOnce(f.stored(), [...ids(0, 2), ...ids(3, 2)]);
+
+    // Shipping goes on past it.
+    await f.append(5, 3);
+    await f.waitForStats('7 shipped', (s) => s.shipped === 7 && s.lagRecords === 0);
+    assert.equal(shipper.stats().deadLettered, 0);
+
+    // The path becomes writable: the waiting record is written, once, and counted once.
+    await rm(deadLetter, { recursive: true });
+    await f.append(8, 1);
+    await f.waitForStats('the refused record written', (s) => s.deadLettered === 1 && s.deadLetterPending === 0 && s.shipped === 8);
+    stats = shipper.stats();
+    const dead = (await readFile(deadLetter, 'utf8')).trim().split('\n');
+    assert.equal(dead.length, 1);
+    assert.equal((EJSON.parse(dead[0] ?? '') as { _id: string })._id, huge._id);
+    assert.equal(stats.shipped, 8);
+    assertExactlyOnce(f.stored(), [...ids(0, 2), ...ids(3, 6)]);
   });
 
   test('torn lines are skipped and counted', async (t) => {

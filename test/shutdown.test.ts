@@ -19,11 +19,17 @@ async function waitReady(adminUrl: string): Promise<void> {
   throw new Error('proxy never became ready');
 }
 
+function withoutMongo(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { MONGODB_URI: _uri, AUDIT_TTL_DAYS: _ttl, ...rest } = env;
+  return rest;
+}
+
 /** The real proxy process, audit off, with the given drain grace. */
 async function startProcess(upstreamUrl: string, graceMs: number): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstreamUrl, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: String(graceMs) },
+    // Without the test run's MONGODB_URI: with audit off it would be refused (exit 2).
+    env: { ...withoutMongo(process.env), PORT: String(port), ADMIN_PORT: String(adminPort), UPSTREAM_URL: upstreamUrl, AUDIT_ENABLED: 'false', SHUTDOWN_GRACE_MS: String(graceMs) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return { child, port, adminPort };

@@ -14,8 +14,8 @@ import { context, createContextKey, propagation, ROOT_CONTEXT, trace } from '@op
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { exporterConfig } from '../src/telemetry/tracing.ts';
+import { loadConfig, type TracingConfig } from '../src/config.ts';
 import { redactQuery } from '../src/audit/redact-query.ts';
-import { tracingRequested } from '../src/telemetry/tracing-enabled.ts';
 import { recordOf } from './support/audit.ts';
 import { SpanKind, StatusCode, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
@@ -437,27 +437,33 @@ describe('two more traced proxies in the same process, after the first one shut 
   });
 });
 
-describe('settings read from the env the runtime was given, not process.env', () => {
+describe('settings read by config.ts from the env the runtime was given, not process.env', () => {
+  const tracingOf = (env: Record<string, string>): TracingConfig | null => loadConfig(env).tracing;
   test('tracing is on with either endpoint variable, unless disabled', () => {
-    assert.equal(tracingRequested({}), false);
-    assert.equal(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: '' }), false);
-    assert.equal(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), true);
-    assert.equal(tracingRequested({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' }), true);
-    assert.equal(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }), false);
-    assert.equal(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }), false);
+    assert.equal(tracingOf({}), null);
+    assert.equal(tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: '' }), null);
+    assert.notEqual(tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), null);
+    assert.notEqual(tracingOf({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' }), null);
+    assert.equal(tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }), null);
+    assert.equal(tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }), null);
   });
 
   test('the exporter: base endpoint plus /v1/traces, the traces endpoint as-is, compression, timeout', () => {
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).url, 'http://c:4318/v1/traces');
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/otlp' }).url, 'http://c:4318/otlp/v1/traces');
-    const both = exporterConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://b:9999/traces' });
-    assert.equal(both.url, 'http://b:9999/traces');
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }).compression, 'gzip');
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_COMPRESSION: 'brotli' }).compression, undefined);
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_TIMEOUT: '2500' }).timeoutMillis, 2500);
-    assert.equal(exporterConfig({ OTEL_EXPORTER_OTLP_TIMEOUT: 'soon' }).timeoutMillis, undefined);
-    assert.throws(() => exporterConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector:4318' }), /not an http\(s\) URL/);
-    assert.throws(() => exporterConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }), /not an http\(s\) URL/);
+    const exporter = (env: Record<string, string>): ReturnType<typeof exporterConfig> => {
+      const tracing = tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', ...env });
+      assert.ok(tracing);
+      return exporterConfig(tracing);
+    };
+    assert.equal(exporter({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' }).url, 'http://c:4318/v1/traces');
+    assert.equal(exporter({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/otlp' }).url, 'http://c:4318/otlp/v1/traces');
+    assert.equal(exporter({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://a:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://b:9999/traces' }).url, 'http://b:9999/traces');
+    assert.equal(exporter({ OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }).compression, 'gzip');
+    assert.equal(exporter({}).compression, undefined);
+    assert.equal(exporter({ OTEL_EXPORTER_OTLP_TIMEOUT: '2500' }).timeoutMillis, 2500);
+    assert.throws(() => tracingOf({ OTEL_EXPORTER_OTLP_COMPRESSION: 'brotli', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), /^ConfigError: OTEL_EXPORTER_OTLP_COMPRESSION: expected one of gzip, none/);
+    assert.throws(() => tracingOf({ OTEL_EXPORTER_OTLP_TIMEOUT: 'soon', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), /^ConfigError: OTEL_EXPORTER_OTLP_TIMEOUT: expected a whole number/);
+    assert.throws(() => tracingOf({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'collector:4318' }), /not an http\(s\) URL/);
+    assert.throws(() => tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }), /not an http\(s\) URL/);
   });
 
   test('sensitive query values are redacted from url.query and url.full', () => {

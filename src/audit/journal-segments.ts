@@ -5,6 +5,7 @@
 import { open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { AppError } from '../errors.ts';
 
 const SEGMENT_NAME = /^audit-(\d{16})\.ndjson$/;
 const PROBE_NAME = '.audit-journal-probe';
@@ -13,14 +14,17 @@ const TAIL_CHUNK = 64 * 1024;
 const NEWLINE = 0x0a;
 const DAY_MS = 86_400_000;
 
-export class JournalSegmentNameError extends Error {
-  readonly code = 'AUDIT_JOURNAL_BAD_SEGMENT_NAME';
+export class JournalSegmentNameError extends AppError {
+  readonly code = 'audit_journal_bad_segment_name';
+  readonly status = 500;
   override readonly name = 'JournalSegmentNameError';
 }
 
 /** The file system took no bytes and reported no error: treat it as unwritable. */
-export class JournalWriteError extends Error {
-  readonly code = 'AUDIT_JOURNAL_UNWRITABLE';
+export class JournalWriteError extends AppError {
+  readonly code = 'audit_journal_unwritable';
+  /** As AuditUnavailableError, what a request refused for it gets. */
+  readonly status = 503;
   override readonly name = 'JournalWriteError';
 }
 

@@ -43,8 +43,12 @@ export interface ShipperStats {
   retries: number;
   /** Journal lines that are not records: torn by a crash. */
   skippedLines: number;
-  /** Records MongoDB refused for what they are (e.g. over 16 MiB), kept in DEAD_LETTER_FILE instead. */
+  /** Records MongoDB refused for what they are (e.g. over 16 MiB), written to DEAD_LETTER_FILE instead. */
   deadLettered: number;
+  /** Failed writes to DEAD_LETTER_FILE (e.g. AUDIT_DIR unwritable); each record is kept and written again later. */
+  deadLetterFailures: number;
+  /** Refused records held in memory until DEAD_LETTER_FILE takes them. */
+  deadLetterPending: number;
   /** Journal lines not yet shipped. */
   lagRecords: number;
   /** Age of the oldest record not yet shipped, by its `endedAt` (about when it was journaled). */
@@ -88,6 +92,12 @@ const IDLE_POLL_MS = 5_000;
 const INDEX_RETRY_MS = 60_000;
 const LOG_INTERVAL_MS = 10_000;
 const DEFAULT_STOP_GRACE_MS = 2_000;
+/**
+ * Refused records held while DEAD_LETTER_FILE cannot be written. Past this, the batch that meets
+ * one more refusal is not passed (it is retried, as MongoDB being down is): records are held
+ * back in the journal rather than in memory, and none is ever dropped.
+ */
+const MAX_PENDING_DEAD_LETTERS = 16;
 const IDLE_WAKES: ReadonlySet<Wake> = new Set(['commit', 'reconnect', 'stop']);
 const RETRY_WAKES: ReadonlySet<Wake> = new Set(['reconnect', 'stop']);
 
@@ -113,8 +123,10 @@ export class MongoShipper {
   #up = false;
   #connected = false;
   #reachable = false;
-  readonly #counts = { shipped: 0, duplicates: 0, retries: 0, deadLettered: 0 };
+  readonly #counts = { shipped: 0, duplicates: 0, retries: 0, deadLettered: 0, deadLetterFailures: 0 };
   readonly #deadLetterPath: string;
+  /** Refused records the dead-letter file has not taken yet, by `_id`, with why MongoDB refused them. */
+  readonly #deadLetterPending = new Map<string, { doc: Document; reason: string }>();
   #lastError: string | null = null;
   #lastShippedAt: string | null = null;
   #failingSince: number | null = null;
@@ -167,6 +179,7 @@ export class MongoShipper {
       state: this.#state,
       up: this.#up,
       ...this.#counts,
+      deadLetterPending: this.#deadLetterPending.size,
       skippedLines: this.#cursor.skippedLines,
       lagRecords: this.#cursor.backlog,
       lagSeconds: oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
@@ -189,6 +202,13 @@ export class MongoShipper {
     await this.#running;
     await this.#cursor.settled();
     await this.#cursor.save();
+    await this.#writeDeadLetters();
+    for (const [id, { reason }] of this.#deadLetterPending) {
+      // The checkpoint is past these: name each one, so that an operator can take it from the journal.
+      log.error('audit shipper: a record MongoDB refused could not be written to the dead-letter file before stopping', {
+        id, reason, file: this.#deadLetterPath, lastError: this.#lastError,
+      });
+    }
     this.#state = 'stopped';
   }
 
@@ -215,6 +235,8 @@ export class MongoShipper {
       this.#batch = await this.#cursor.next();
     }
     if (this.#stopping !== null) return;
+    // Before MongoDB: the file needs no server, and records waiting for it are retried here.
+    await this.#writeDeadLetters();
     if (!this.#connected && !(await this.#connect())) {
       await this.#backoff();
       return;
@@ -226,7 +248,10 @@ export class MongoShipper {
       return;
     }
     const stored = await this.#insert(batch);
-    if (stored !== null) await this.#advance(batch, stored);
+    if (stored !== null) {
+      await this.#writeDeadLetters();
+      await this.#advance(batch, stored);
+    }
     else if (this.#stopping === null) await this.#backoff();
   }
 
@@ -291,8 +316,11 @@ export class MongoShipper {
       } catch (err) {
         if (isDuplicateIdError(err)) stored.duplicates++;
         else if (isRefusal(err)) {
+          if (!this.#holdForDeadLetter(doc, err)) {
+            if (this.#stopping === null) this.#failed('holding refused records for the dead-letter file', new Error(`${MAX_PENDING_DEAD_LETTERS} refused records are waiting for ${this.#deadLetterPath}`));
+            return null;
+          }
           stored.refused++;
-          await this.#deadLetter(doc, err);
         } else {
           this.#up = false;
           if (this.#stopping === null) this.#failed('inserting into MongoDB', err);
@@ -303,12 +331,35 @@ export class MongoShipper {
     return stored;
   }
 
-  async #deadLetter(doc: Document, err: unknown): Promise<void> {
-    this.#counts.deadLettered++;
-    log.error('audit shipper: MongoDB refused a record; it is kept in the dead-letter file', {
-      id: String(doc._id), error: describeError(err), file: this.#deadLetterPath,
-    });
-    await appendFile(this.#deadLetterPath, `${BSON.EJSON.stringify(doc, { relaxed: true })}\n`);
+  /** Queues a refused record for the dead-letter file; false when too many are waiting already. */
+  #holdForDeadLetter(doc: Document, err: unknown): boolean {
+    const id = String(doc._id);
+    if (!this.#deadLetterPending.has(id) && this.#deadLetterPending.size >= MAX_PENDING_DEAD_LETTERS) return false;
+    this.#deadLetterPending.set(id, { doc, reason: describeError(err) });
+    return true;
+  }
+
+  /**
+   * Writes the refused records waiting for the dead-letter file, each counted once it is written.
+   * A write that fails is its own failure, logged and counted: the record stays queued for the
+   * next step, and shipping the others goes on.
+   */
+  async #writeDeadLetters(): Promise<void> {
+    for (const [id, { doc, reason }] of this.#deadLetterPending) {
+      try {
+        await appendFile(this.#deadLetterPath, `${BSON.EJSON.stringify(doc, { relaxed: true })}\n`);
+      } catch (err) {
+        this.#counts.deadLetterFailures++;
+        this.#lastError = `writing the dead-letter file: ${describeError(err)}`;
+        every('audit-shipper:dead-letter', LOG_INTERVAL_MS, 'error', 'audit shipper: writing a refused record to the dead-letter file failed; it is kept and written again later', {
+          id, error: describeError(err), file: this.#deadLetterPath, pending: this.#deadLetterPending.size, failures: this.#counts.deadLetterFailures,
+        });
+        return;
+      }
+      this.#deadLetterPending.delete(id);
+      this.#counts.deadLettered++;
+      log.error('audit shipper: MongoDB refused a record; it is kept in the dead-letter file', { id, error: reason, file: this.#deadLetterPath });
+    }
   }
 
   async #advance(batch: Batch, stored: Stored): Promise<void> {

@@ -5,6 +5,7 @@
  * touches what is forwarded.
  */
 import { JSON_TEXT, type CapturedBody, type MultipartPart } from './record.ts';
+import { AppError } from '../errors.ts';
 
 export const REDACTED = '[redacted]';
 
@@ -109,7 +110,11 @@ function isLogprobEntry(object: Record<string, unknown>, name: string): boolean 
  */
 const MAX_WALK_DEPTH = 98;
 
-class TooDeep extends Error {}
+/** Thrown and caught inside this module only: the walk gives up on a body too deep. */
+class TooDeep extends AppError {
+  readonly code = 'json_too_deep';
+  readonly status = 500;
+}
 
 /** What the current walk has seen (one walk at a time: it is synchronous). */
 const walk = { sawSecretName: false };

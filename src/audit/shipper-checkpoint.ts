@@ -5,6 +5,7 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { segmentSequence } from './journal.ts';
+import { AppError } from '../errors.ts';
 
 export const CHECKPOINT_FILE = 'shipper.checkpoint.json';
 
@@ -15,8 +16,9 @@ export interface Position {
   offset: number;
 }
 
-export class ShipperCheckpointError extends Error {
-  readonly code = 'AUDIT_SHIPPER_BAD_CHECKPOINT';
+export class ShipperCheckpointError extends AppError {
+  readonly code = 'audit_shipper_bad_checkpoint';
+  readonly status = 500;
   override readonly name = 'ShipperCheckpointError';
 }
 

@@ -14,6 +14,7 @@ import {
 } from 'mongodb';
 import type { Collection, IndexDescription, MongoClientOptions, WriteError } from 'mongodb';
 import { errorMessage } from '../log.ts';
+import { AppError } from '../errors.ts';
 
 const DAY_SECONDS = 86_400;
 /** What the driver answers for a URI without a database. */
@@ -29,8 +30,9 @@ const QUERY_INDEXES: IndexDescription[] = [
   { key: { 'response.status': 1 } },
 ];
 
-export class MongoShipperConfigError extends Error {
-  readonly code = 'AUDIT_SHIPPER_BAD_CONFIG';
+export class MongoShipperConfigError extends AppError {
+  readonly code = 'audit_shipper_bad_config';
+  readonly status = 500;
   override readonly name = 'MongoShipperConfigError';
 }
 

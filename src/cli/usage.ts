@@ -1,5 +1,9 @@
+import { AppError } from '../errors.ts';
+
 /** A command line that cannot be run as given: the CLI prints the message and exits 2. */
-export class UsageError extends Error {
+export class UsageError extends AppError {
+  readonly code = 'cli_usage';
+  readonly status = 400;
   override readonly name = 'UsageError';
 }
 

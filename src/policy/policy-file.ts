@@ -12,6 +12,7 @@ import { mergeLegacyInstitutions } from './legacy-institutions.ts';
 import { type Path, formatPath } from './policy-read.ts';
 import { type Env, buildPolicy } from './policy-schema.ts';
 import type { Policy } from './types.ts';
+import { AppError } from '../errors.ts';
 
 export type { Env } from './policy-schema.ts';
 
@@ -25,8 +26,10 @@ export interface LoadOptions {
   now?: () => Date;
 }
 
-export class PolicyFileError extends Error {
-  readonly code = 'POLICY_INVALID';
+export class PolicyFileError extends AppError {
+  readonly code = 'policy_invalid';
+  /** A reload that fails keeps the last good policy; at start it stops the proxy. */
+  readonly status = 500;
   /** One line per problem, each starting with the file's path. */
   readonly problems: readonly string[];
 

@@ -3,6 +3,7 @@
 // the lookup of a model's price (dated snapshots fall back to their base model).
 // Imported rather than read from disk so that the build (tsc to dist/) carries the file along.
 import shippedFile from './prices.json' with { type: 'json' };
+import { AppError } from '../errors.ts';
 
 /** USD per 1M tokens of each kind; a kind without a price falls back as cost.ts says. */
 export interface TokenPrices {
@@ -49,7 +50,9 @@ export interface PriceTable {
 }
 
 /** A price entry that is not what the contract allows; the message names the place. */
-export class PriceError extends Error {
+export class PriceError extends AppError {
+  readonly code = 'price_invalid';
+  readonly status = 500;
   override name = 'PriceError';
 }
 

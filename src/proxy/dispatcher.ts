@@ -6,7 +6,10 @@ import { rootCertificates } from 'node:tls';
 import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
 import type { Config } from '../config.ts';
 
-export function createDispatcher(config: Config): Dispatcher {
+/** The slice of the configuration the upstream client uses. */
+export type DispatcherConfig = Pick<Config, 'upstreamCa' | 'upstreamMaxConnections' | 'upstreamTimeoutMs' | 'egressProxy'>;
+
+export function createDispatcher(config: DispatcherConfig): Dispatcher {
   const ca = config.upstreamCa === null ? undefined : [...rootCertificates, config.upstreamCa.toString('utf8')];
   const agentOptions: Agent.Options = {
     // No cap by default: a streaming completion holds its connection for minutes.

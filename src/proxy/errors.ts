@@ -4,10 +4,10 @@
  * the client, the span's `error.type` and the metric label see.
  */
 import type { Outcome } from '../audit/record.ts';
+import { AppError } from '../errors.ts';
 
-export abstract class ProxyError extends Error {
-  abstract readonly code: string;
-  abstract readonly status: number;
+/** An error the client sees: the base's code and status, with the OpenAI `type` and the audit outcome. */
+export abstract class ProxyError extends AppError {
   /** The OpenAI error `type` the client's SDK reads. */
   abstract readonly type: string;
   abstract readonly outcome: Outcome;
@@ -64,9 +64,9 @@ export class MalformedRequestError extends ProxyError {
   override readonly name = 'MalformedRequestError';
 }
 
-/** Request headers over node's limit (the code is the one every malformed request has). */
+/** Request headers over node's limit (RFC 6585 §5). */
 export class HeadersTooLargeError extends ProxyError {
-  readonly code = 'malformed_request';
+  readonly code = 'headers_too_large';
   readonly status = 431;
   readonly type = 'invalid_request_error';
   readonly outcome = 'rejected';
@@ -98,6 +98,15 @@ export class MethodNotAllowedError extends ProxyError {
   readonly type = 'invalid_request_error';
   readonly outcome = 'rejected';
   override readonly name = 'MethodNotAllowedError';
+}
+
+/** A path the admin port does not serve (the proxy port forwards every path). */
+export class NotFoundError extends ProxyError {
+  readonly code = 'not_found';
+  readonly status = 404;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'NotFoundError';
 }
 
 /** An `Upgrade` to anything but WebSocket (e.g. h2c). */

@@ -43,7 +43,10 @@ function parserError(err: ParserError): ProxyError {
 // request unread would reset the connection and could discard the answer (RFC 9112 §9.6).
 const REFUSAL_LINGER_MS = 1000;
 
-export function createProxyServer(config: Config, handlers: ServerHandlers): http.Server {
+/** The slice of the configuration the server uses: the client limits and TLS. */
+export type ServerConfig = Pick<Config, 'client' | 'tls'>;
+
+export function createProxyServer(config: ServerConfig, handlers: ServerHandlers): http.Server {
   const limits = config.client;
   const options: http.ServerOptions & https.ServerOptions = {
     // SSE chunks must leave as soon as they arrive: no Nagle delay.

@@ -10,6 +10,7 @@ import {
 import type { AuditRecord } from '../audit/record.ts';
 import { genAiOperationName, openaiApiType } from '../capture/operation.ts';
 import * as sc from './semconv.ts';
+import { errorTypeOf, operationErrorType, operationFailed } from './error-type.ts';
 
 // The routes of recent paths. A few paths carry nearly all the traffic; ids in paths make their
 // number unbounded, so the memo is emptied when full.
@@ -184,21 +185,9 @@ export function contentAttributes(record: AuditRecord): Attributes {
 
 // ---------- errors and span status ----------
 
-/**
- * `error.type`: the proxy's own error code, else the upstream's OpenAI error code or type,
- * else the HTTP status; undefined for a success.
- */
+/** `error.type` of the exchange's GenAI operation (error-type.ts has the rule); undefined for a success. */
 export function errorType(record: AuditRecord): string | undefined {
-  return record.error !== null ? record.error.type : statusErrorType(record);
-}
-
-/** The upstream's OpenAI error code or type for a 4xx/5xx answer, else its status. */
-function statusErrorType(record: AuditRecord): string | undefined {
-  const status = record.response.status ?? 0;
-  if (status < 400) return undefined;
-  const body = record.response.bodyEncoding === 'json' ? (record.response.body as { error?: { code?: unknown; type?: unknown } } | null) : null;
-  const code = body?.error?.code ?? body?.error?.type;
-  return typeof code === 'string' && code !== '' ? code : String(status);
+  return operationErrorType(record);
 }
 
 /** Whether a span failed, with the attributes that say how it ended. */
@@ -209,8 +198,8 @@ export interface SpanOutcome {
 }
 
 function outcome(record: AuditRecord, status: number | null, failed: boolean): SpanOutcome {
-  // A hang-up is no error of its own: if the span failed anyway, the status says why.
-  const error = !failed ? undefined : record.outcome === 'client_aborted' ? statusErrorType(record) : errorType(record);
+  // A hang-up is no error of its own: if the span failed anyway, the status says why (errorTypeOf).
+  const error = failed ? errorTypeOf(record) : undefined;
   return {
     error: error !== undefined,
     message: error === undefined ? undefined : record.error?.message,
@@ -239,6 +228,7 @@ export function serverOutcome(record: AuditRecord): SpanOutcome {
  * a caller-initiated abort is no error.
  */
 export function clientOutcome(record: AuditRecord, upstreamStatus: number | null): SpanOutcome {
-  const broken = record.outcome !== 'ok' && record.outcome !== 'client_aborted';
-  return outcome(record, upstreamStatus, (upstreamStatus ?? 0) >= 400 || broken);
+  // The record's status is upstream's whenever upstream answered; when the proxy answered in its
+  // stead the exchange broke, which fails the span either way: the metric's rule, operationFailed.
+  return outcome(record, upstreamStatus, operationFailed(record) || (upstreamStatus ?? 0) >= 400);
 }

@@ -13,6 +13,7 @@ import type { MemoryBudgetStats } from '../memory-budget.ts';
 import type { Exchange, ExchangeObserver } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
 import { BoundedLabel, SeriesCap, operationLabel } from './labels.ts';
+import { operationErrorType } from './error-type.ts';
 
 /** Durations of LLM calls: 5 ms to over 5 minutes (reasoning models think long). */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
@@ -33,7 +34,7 @@ export interface AuditPipelineStats {
     reopened: number;
     pendingBytes: number;
   } | null;
-  shipper: { shipped: number; retries: number; deadLettered: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
+  shipper: { shipped: number; retries: number; deadLettered: number; deadLetterFailures: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
 }
 
 export interface ExchangeTimings {
@@ -282,6 +283,7 @@ export class ProxyMetrics implements MetricsEndpoint {
       counter('openai_proxy_audit_shipped_total', 'Audit records confirmed in MongoDB.', (s) => s.shipper?.shipped);
       counter('openai_proxy_audit_shipper_retries_total', 'Failed MongoDB shipping attempts that will be retried.', (s) => s.shipper?.retries);
       counter('openai_proxy_audit_dead_lettered_total', 'Records MongoDB refused (e.g. over 16 MiB), kept in AUDIT_DIR/dead-letter.ndjson.', (s) => s.shipper?.deadLettered);
+      counter('openai_proxy_audit_dead_letter_failures_total', 'Failed writes to AUDIT_DIR/dead-letter.ndjson; the refused record is kept and written again later.', (s) => s.shipper?.deadLetterFailures);
       gauge('openai_proxy_audit_shipper_lag_records', 'Journal records not yet in MongoDB.', (s) => s.shipper?.lagRecords);
       gauge('openai_proxy_audit_shipper_lag_seconds', 'Age of the oldest record not yet in MongoDB.', (s) => s.shipper?.lagSeconds);
       gauge('openai_proxy_audit_shipper_up', '1 while the last MongoDB operation succeeded.', (s) => Number(s.shipper?.up));
@@ -369,7 +371,8 @@ export class ProxyMetrics implements MetricsEndpoint {
     const usage = record.openai?.usage;
     const genaiOperation = genAiOperationName(record.openai?.operation ?? null);
     if (genaiOperation !== null) {
-      const errorType = record.outcome === 'ok' && (record.response.status ?? 0) < 400 ? '' : record.error?.type ?? String(record.response.status);
+      // The GenAI CLIENT span's error.type, from the same builder, so the two always agree.
+      const errorType = operationErrorType(record) ?? '';
       this.genaiDuration.observe(
         { gen_ai_operation_name: genaiOperation, gen_ai_provider_name: 'openai', gen_ai_request_model: model, error_type: errorType },
         record.durationMs / 1000,

@@ -30,6 +30,7 @@ import {
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { AuditRecord } from '../audit/record.ts';
+import type { TracingConfig } from '../config.ts';
 import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
 import { redactQuery } from '../audit/redact-query.ts';
 import { maskKeys } from '../audit/secrets.ts';
@@ -47,46 +48,28 @@ import {
 
 const SERVICE_NAME = 'openai-api-proxy';
 
-type Env = Record<string, string | undefined>;
 type ExporterConfig = NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>;
 type Compression = NonNullable<ExporterConfig['compression']>;
 
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
-}
-
-function positiveNumber(value: string | undefined): number | undefined {
-  const n = Number(nonEmpty(value));
-  return Number.isFinite(n) && n > 0 ? n : undefined;
-}
-
 /**
- * The exporter's settings from the env the runtime was given (the SDK itself would read
- * process.env only): the traces endpoint is used as-is, the base endpoint gets `/v1/traces`.
- * Headers and certificates still come from process.env through the exporter's own fallback.
+ * The exporter's settings from config.ts's tracing slice (the SDK itself would read process.env):
+ * headers and certificates still come from process.env through the exporter's own fallback.
  */
-export function exporterConfig(env: Env): ExporterConfig {
-  const specific = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-  const base = nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
-  const url = specific ?? (base === undefined ? undefined : `${base.replace(/\/+$/, '')}/v1/traces`);
-  if (url !== undefined && !/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
-    throw new Error(`OTLP traces endpoint is not an http(s) URL: ${url}`);
-  }
-  const compression = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_COMPRESSION ?? env.OTEL_EXPORTER_OTLP_COMPRESSION);
+export function exporterConfig(tracing: TracingConfig): ExporterConfig {
   return {
-    url,
-    compression: compression === 'gzip' || compression === 'none' ? (compression as Compression) : undefined,
-    timeoutMillis: positiveNumber(env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? env.OTEL_EXPORTER_OTLP_TIMEOUT),
+    url: tracing.url,
+    compression: (tracing.compression ?? undefined) as Compression | undefined,
+    timeoutMillis: tracing.timeoutMs ?? undefined,
   };
 }
 
-function batchConfig(env: Env): ConstructorParameters<typeof BatchSpanProcessor>[1] {
+function batchConfig(tracing: TracingConfig): ConstructorParameters<typeof BatchSpanProcessor>[1] {
+  const { batch } = tracing;
   return {
-    scheduledDelayMillis: positiveNumber(env.OTEL_BSP_SCHEDULE_DELAY),
-    exportTimeoutMillis: positiveNumber(env.OTEL_BSP_EXPORT_TIMEOUT),
-    maxQueueSize: positiveNumber(env.OTEL_BSP_MAX_QUEUE_SIZE),
-    maxExportBatchSize: positiveNumber(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
+    scheduledDelayMillis: batch.scheduleDelayMs ?? undefined,
+    exportTimeoutMillis: batch.exportTimeoutMs ?? undefined,
+    maxQueueSize: batch.maxQueueSize ?? undefined,
+    maxExportBatchSize: batch.maxExportBatchSize ?? undefined,
   };
 }
 
@@ -155,15 +138,15 @@ export class Tracing {
   }
 
   /**
-   * Starts the SDK from the OTEL_* variables in `env`; traces only (metrics are Prometheus').
+   * Starts the SDK from config.ts's tracing slice; traces only (metrics are Prometheus').
    * The API globals accept one registration per process, so whatever an earlier start left
    * registered is dropped first; the tracer is taken from this SDK's own provider right away,
    * so it keeps exporting here even if another Tracing starts later in the same process.
    */
-  static start(env: Env, captureContent: boolean): Tracing {
-    const processor = new BatchSpanProcessor(new OTLPTraceExporter(exporterConfig(env)), batchConfig(env));
+  static start(tracing: TracingConfig, captureContent: boolean): Tracing {
+    const processor = new BatchSpanProcessor(new OTLPTraceExporter(exporterConfig(tracing)), batchConfig(tracing));
     const sdk = new NodeSDK({
-      serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? SERVICE_NAME,
+      serviceName: tracing.serviceName,
       spanProcessors: [processor],
       metricReaders: [],
       logRecordProcessors: [],

@@ -24,7 +24,7 @@ export const BASE_ENV: Record<string, string> = {
 export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
   const fullEnv = { ...BASE_ENV, ...env };
   const config = loadConfig(fullEnv);
-  const runtime = await createRuntime(config, fullEnv);
+  const runtime = await createRuntime(config);
   const proxy = await startProxy(config, runtime.components);
   return {
     ...proxy,
