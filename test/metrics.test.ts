@@ -74,6 +74,8 @@ describe('after known traffic', () => {
     await chat('gpt-4o-mini', { 'x-test-status': '429' });
     await (await request(`${proxy.url}/v1/embeddings`, { method: 'POST', body: JSON.stringify({ model: 'text-embedding-3-small', input: 'a' }), headers: { 'content-type': 'application/json' } })).body.dump();
     await settle(5);
+    // Written, not only appended: the journal holds its lines against the memory budget until then.
+    await proxy.runtime.journal?.flush();
     text = (await scrape(proxy.adminUrl)).text;
   });
 
@@ -122,10 +124,9 @@ describe('after known traffic', () => {
   test('the memory budget: its limit, what each holder holds (nothing once records are written), refusals', () => {
     assert.equal(sample(text, 'openai_proxy_memory_budget_bytes'), proxy.config.memoryBudgetBytes);
     for (const holder of ['capture', 'inject', 'journal']) {
-      assert.equal(sample(text, 'openai_proxy_memory_used_bytes', { holder }), proxy.runtime.memory.stats.held[holder as 'capture'], holder);
+      assert.equal(sample(text, 'openai_proxy_memory_used_bytes', { holder }), 0, holder);
       assert.equal(sample(text, 'openai_proxy_memory_refused_total', { holder }), 0, holder);
     }
-    assert.equal(sample(text, 'openai_proxy_memory_used_bytes', { holder: 'capture' }), 0, 'captures are released once their records are handed on');
   });
 });
 
