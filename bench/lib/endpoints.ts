@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, httpOk, tcpOpen, waitReady } from './ready.ts';
-import { PROXY_ENTRY } from './paths.ts';
+import { CALLER_SETTINGS, PROXY_ENTRY } from './paths.ts';
 import { spawnNode } from './processes.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
 import { Journal } from './journal.ts';
@@ -66,8 +66,7 @@ export function createJournals(variants: readonly Variant[], workDir: string, se
 }
 
 function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS.ProcessEnv {
-  // Inherited OTEL_* settings must not turn tracing on in the core variants.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('OTEL_')));
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !CALLER_SETTINGS.test(key)));
   const core = { HOST: '127.0.0.1', UPSTREAM_URL: ctx.upstreamUrl };
   switch (variant) {
     case 'proxy':

@@ -5,7 +5,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Journal } from './journal.ts';
 import { log } from './log.ts';
-import { PROXY_ENTRY, ROOT } from './paths.ts';
+import { CALLER_SETTINGS, PROXY_ENTRY, ROOT } from './paths.ts';
 import { track } from './processes.ts';
 import { freePort, httpOk, waitReady } from './ready.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
@@ -43,8 +43,8 @@ export async function startProxyChild(options: ProxyChildOptions): Promise<Proxy
   const auditDir = join(options.workDir, `audit-${options.name}`);
   mkdirSync(auditDir, { recursive: true });
   const logPath = join(options.workDir, `${options.name}.stderr.log`);
-  // Inherited OTEL_* settings must not turn tracing on: the proxy is measured as the default start.
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('OTEL_')));
+  // The proxy is measured as the default start, whatever tracing or MongoDB the caller has set.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !CALLER_SETTINGS.test(key)));
   Object.assign(env, {
     HOST: '127.0.0.1',
     PORT: String(port),
