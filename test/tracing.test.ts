@@ -14,7 +14,7 @@ import { context, createContextKey, propagation, ROOT_CONTEXT, trace } from '@op
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { exporterConfig } from '../src/telemetry/tracing.ts';
-import { redactQuery } from '../src/audit/redact-query.ts';
+import { redactQuery } from '../src/capture/redact-query.ts';
 import { tracingRequested } from '../src/telemetry/tracing-enabled.ts';
 import { recordOf } from './support/audit.ts';
 import { SpanKind, StatusCode, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.ts';
