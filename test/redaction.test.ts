@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FormData, request } from 'undici';
 import { WebSocket } from 'ws';
-import { fingerprint, HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
+import { fingerprint, HeaderRedactor } from '../src/audit/identity.ts';
 import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
 import { recordingObserver } from './support/recording.ts';
 import { MalformedRequestError } from '../src/proxy/errors.ts';
