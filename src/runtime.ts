@@ -33,6 +33,8 @@ export interface Runtime {
   tracing: Tracing | null;
   /** The observer that reads each exchange's bytes and hands its facts to audit, metrics and tracing. */
   capture: CaptureObserver | null;
+  /** The audit record's builder, a consumer of the capture's facts (with the journal). */
+  recorder: Recorder | null;
   /** What exchanges hold against MEMORY_BUDGET_BYTES (`stats` for /healthz and metrics). */
   memory: MemoryBudget;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
@@ -135,6 +137,7 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     metrics,
     tracing,
     capture,
+    recorder,
     memory,
     components: {
       observers,

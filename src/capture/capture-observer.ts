@@ -34,7 +34,7 @@ export interface CaptureObserverOptions {
   memory?: MemoryAccount;
   /** Facts are handed on only while this consumer has room for them (the journal). */
   backpressure?: Backpressure;
-  /** A failure, by stage: `facts` (computing them) or `deliver` (a consumer threw). */
+  /** A failure, by stage: `start` or `capture` (reading the exchange), `facts` (a consumer threw on them). */
   onFailure: (error: unknown, stage: string) => void;
 }
 
@@ -84,7 +84,7 @@ export class CaptureObserver implements Observer {
       captured = { request, response, responseHeaders: capture.responseHeaders };
       facts = factsFromCapture(exchange, capture, captured, { identify: options.identify, captureContent: options.captureContent === true });
     } catch (err) {
-      options.onFailure(err, 'facts');
+      options.onFailure(err, 'capture');
       captured = null;
       facts = safeFacts(exchange, options.identify);
     }
@@ -93,7 +93,7 @@ export class CaptureObserver implements Observer {
       try {
         consumer.facts(exchange, facts, bodies);
       } catch (err) {
-        options.onFailure(err, 'deliver');
+        options.onFailure(err, 'facts');
       }
     }
     capture?.release();
