@@ -18,7 +18,7 @@ const RULE = '@typescript-eslint/no-restricted-imports';
 const eslint = new ESLint({
   cwd: ROOT,
   overrideConfigFile: true,
-  overrideConfig: [{ files: ['**/*.ts'], languageOptions: { parser: tseslint.parser as Linter.Parser }, plugins: { '@typescript-eslint': tseslint.plugin as ESLint.Plugin } }, ...layers],
+  overrideConfig: [{ files: ['**/*.ts'], languageOptions: { parser: tseslint.parser }, plugins: { '@typescript-eslint': tseslint.plugin } }, ...layers],
 });
 
 async function reported(file: string, source: string): Promise<string[]> {

@@ -60,7 +60,7 @@ async function httpExchange(): Promise<string> {
     headers: { authorization: 'Bearer sk-failures-test', 'content-type': 'application/json', 'accept-encoding': 'identity' },
     body: BODY,
   });
-  return `${res.statusCode} ${res.headers['content-type']} ${await res.body.text()}`;
+  return `${res.statusCode} ${String(res.headers['content-type'])} ${await res.body.text()}`;
 }
 
 /** What the client receives of a Realtime session: one echoed event, its random id left out. */
@@ -114,11 +114,11 @@ class Injected extends Error {
 
 /** Makes `observer`'s taps throw at `stage` (after doing their work), until the returned undo. */
 function breakTap(observer: Observer, stage: TapStage): () => void {
-  const own = Object.hasOwn(observer, 'start');
-  const start = observer.start;
+  const own = Object.getOwnPropertyDescriptor(observer, 'start');
+  const start = observer.start.bind(observer);
   observer.start = (exchange: Exchange): Tap | undefined => {
     if (stage === 'start') throw new Injected('start');
-    const tap = start.call(observer, exchange) ?? {};
+    const tap = start(exchange) ?? {};
     const broken = Object.create(tap) as Tap & Record<string, unknown>;
     const original = (tap as Record<string, unknown>)[stage] as ((...args: unknown[]) => void) | undefined;
     broken[stage] = (...args: unknown[]): void => {
@@ -128,20 +128,20 @@ function breakTap(observer: Observer, stage: TapStage): () => void {
     return broken;
   };
   return () => {
-    if (own) observer.start = start;
+    if (own !== undefined) Object.defineProperty(observer, 'start', own);
     else delete (observer as Partial<Observer>).start;
   };
 }
 
 function breakConsumer(consumer: FactsConsumer): () => void {
-  const own = Object.hasOwn(consumer, 'facts');
-  const facts = consumer.facts;
+  const own = Object.getOwnPropertyDescriptor(consumer, 'facts');
+  const facts = consumer.facts.bind(consumer);
   consumer.facts = (...args) => {
-    facts.apply(consumer, args);
+    facts(...args);
     throw new Injected('facts');
   };
   return () => {
-    if (own) consumer.facts = facts;
+    if (own !== undefined) Object.defineProperty(consumer, 'facts', own);
     else delete (consumer as Partial<FactsConsumer>).facts;
   };
 }
@@ -186,7 +186,7 @@ test("a consumer that throws on an exchange's facts leaves the response as it wa
   assert.ok(recorder !== null && metrics !== null && tracing !== null && journal !== null);
   for (const [name, consumer] of [['audit', recorder], ['metrics', metrics], ['tracing', tracing]] as Array<[string, FactsConsumer]>) {
     const before = await failures('facts');
-    const appended = journal.stats.appended;
+    const appended: number = journal.stats.appended;
     const spans = receiver.spans.length;
     const delivered = factsDelivered(1);
     const undo = breakConsumer(consumer);
@@ -206,14 +206,15 @@ test("a consumer that throws on an exchange's facts leaves the response as it wa
 test('a capture that cannot read the facts leaves the response as it was; the consumers still get what the core knows', async () => {
   const clean = await cleanRun();
   const before = await failures('capture');
-  const finish = BodyCapture.prototype.finish;
+  const finish = Object.getOwnPropertyDescriptor(BodyCapture.prototype, 'finish');
+  assert.ok(finish !== undefined);
   const delivered = factsDelivered(1);
   BodyCapture.prototype.finish = () => Promise.reject(new Injected('capture'));
   try {
     assert.equal(await httpExchange(), clean);
     await delivered;
   } finally {
-    BodyCapture.prototype.finish = finish;
+    Object.defineProperty(BodyCapture.prototype, 'finish', finish);
   }
   assert.equal(await failures('capture'), before + 1);
 });

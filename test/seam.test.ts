@@ -106,7 +106,8 @@ test('the same calls with audit on do hold their bodies while the record is buil
 
 test('a record that fails to build leaves no span open: both spans end and are exported', async () => {
   const proxy = await startTestProxy({ ...TELEMETRY(), ...auditEnv() });
-  const redactRaw = HeaderRedactor.prototype.redactRaw;
+  const redactRaw = Object.getOwnPropertyDescriptor(HeaderRedactor.prototype, 'redactRaw');
+  assert.ok(redactRaw !== undefined);
   HeaderRedactor.prototype.redactRaw = () => {
     throw new Error('injected: the record cannot be built');
   };
@@ -115,7 +116,7 @@ test('a record that fails to build leaves no span open: both spans end and are e
     id = await chat(proxy, false);
   } finally {
     // Closing builds what waits (the record fails) and flushes the spans that ended.
-    await proxy.close().finally(() => (HeaderRedactor.prototype.redactRaw = redactRaw));
+    await proxy.close().finally(() => Object.defineProperty(HeaderRedactor.prototype, 'redactRaw', redactRaw));
   }
   const server = receiver.spans.find((s) => s.kind === SpanKind.SERVER && s.attributes['openai_proxy.request_id'] === id);
   assert.ok(server !== undefined, 'the server span ended');
