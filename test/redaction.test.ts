@@ -325,7 +325,7 @@ describe('API keys as credentials', () => {
 });
 
 describe('what else a record carries', () => {
-  // Driven through the recorder's own taps, with a plain object for the request (as recorder.test.ts).
+  // Driven through the capture observer's taps with the recorder consuming its facts, a plain object for the request (as recorder.test.ts).
   test("the proxy's error message and a WebSocket close reason have keys masked", async () => {
     const records: AuditRecord[] = [];
     const recorder = recordingObserver({
