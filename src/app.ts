@@ -14,7 +14,7 @@ import { createDispatcher } from './proxy/dispatcher.ts';
 import { WebSocketEgress } from './proxy/egress.ts';
 import { CutByShutdownError, MethodNotAllowedError, ExpectationFailedError, ShuttingDownError, type ProxyError } from './proxy/errors.ts';
 import { createForwarder, type BodyRewriter } from './proxy/forward.ts';
-import { newExchange, ObserverSet, type ExchangeObserver } from './proxy/observer.ts';
+import { newExchange, Observers, type Observer } from './proxy/observer.ts';
 import { writeRawError } from './proxy/raw-response.ts';
 import { REQUEST_ID_HEADER } from './proxy/headers.ts';
 import { Router } from './proxy/routes.ts';
@@ -23,7 +23,7 @@ import { createWebSocketProxy } from './proxy/websocket.ts';
 import { VERSION } from './version.ts';
 
 export interface Components {
-  observers: ExchangeObserver[];
+  observers: Observer[];
   /** Extra refusal checks (e.g. AUDIT_REQUIRED with an unwritable journal). */
   admission: Array<() => ProxyError | null>;
   bodyRewriter?: BodyRewriter;
@@ -68,7 +68,7 @@ export async function startProxy(config: Config, components: Components): Promis
   const dispatcher: Dispatcher = createDispatcher(config);
   const router = new Router(config.upstreamUrl, config.routes);
   const egress = new WebSocketEgress(config.egressProxy);
-  const observers = new ObserverSet((err, stage) => {
+  const observers = new Observers((err, stage) => {
     components.onTapFailure?.(stage);
     every(`tap:${stage}`, 10_000, 'error', 'observer failed; the exchange went on', { stage, error: errorMessage(err) });
   });

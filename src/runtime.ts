@@ -1,18 +1,26 @@
 /**
  * Builds everything around the forwarding core from the config: tracing, the audit journal
  * (and MongoDB shipper), metrics, the capture observer, and how they shut down.
+ *
+ * The seam: observers (proxy/observer.ts) tap each exchange. The capture observer is the only one
+ * that reads bytes; it computes each exchange's facts once and hands them to its consumers, the
+ * audit recorder, metrics and tracing. Bodies are copied only for the audit record (and span
+ * content, when asked for); metrics and tracing alone keep none.
  */
 import type { Components } from './app.ts';
 import { Journal } from './audit/journal.ts';
 import { MongoShipper } from './audit/mongo.ts';
-import { HeaderRedactor, InstitutionResolver } from './audit/identity.ts';
+import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from './audit/identity.ts';
 import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
+import { RECORD_BATCH_MS } from './capture/backlog.ts';
+import { CaptureObserver } from './capture/capture-observer.ts';
+import type { Identify } from './capture/facts.ts';
+import { StreamUsageInjector } from './capture/stream-usage-injector.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
-import type { ExchangeObserver } from './proxy/observer.ts';
-import { StreamUsageInjector } from './proxy/stream-usage.ts';
+import type { Observer } from './proxy/observer.ts';
 import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
 
@@ -22,6 +30,10 @@ export interface Runtime {
   shipper: MongoShipper | null;
   metrics: ProxyMetrics | null;
   tracing: Tracing | null;
+  /** The observer that reads each exchange's bytes and hands its facts to audit, metrics and tracing. */
+  capture: CaptureObserver | null;
+  /** The audit record's builder, a consumer of the capture's facts (with the journal). */
+  recorder: Recorder | null;
   /** What exchanges hold against MEMORY_BUDGET_BYTES (`stats` for /healthz and metrics). */
   memory: MemoryBudget;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
@@ -65,37 +77,53 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     journal: journal === null ? null : { ...journal.stats, writable: journal.writable },
     shipper: shipper?.stats() ?? null,
   });
-  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats, memoryStats: () => memory.stats }) : null;
+  const metrics = config.metrics.enabled
+    ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats, memoryStats: () => memory.stats, traceOf: (exchange) => tracing?.traceOf(exchange) ?? null })
+    : null;
   const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {
     metrics?.tapFailures.inc({ stage });
     every(`observer:${stage}`, 10_000, 'error', 'observer failed; the exchange went on', { stage, error: errorMessage(err) });
   };
-  const sinks: RecordSink[] = [];
-  if (journal !== null) sinks.push((record) => journal.append(record));
-  if (metrics !== null) sinks.push((record, exchange) => metrics.observe(record, { overheadSeconds: exchange.overheadMs === null ? null : exchange.overheadMs / 1000 }));
-  if (tracing !== null) sinks.push((record, exchange) => tracing.finish(exchange, record));
-
-  const observers: ExchangeObserver[] = [];
-  if (tracing !== null) observers.push(tracing.observer);
-  if (metrics !== null) observers.push(metrics.observer);
   const recorder =
-    sinks.length === 0
+    journal === null
       ? null
       : new Recorder({
-          maxBodyBytes: config.audit.maxBodyBytes,
-          batchMs: recordBatchMs(journal === null ? null : config.audit.fsync),
           redactor: new HeaderRedactor(config.audit.redactHeaders),
-          institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
           traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
           usageInjected: (exchange) => injector?.injected(exchange) ?? false,
-          sinks,
+          sinks: [(record) => journal.append(record)] satisfies RecordSink[],
           onFailure,
+        });
+  // Span content (opt-in) is read from the bodies, as the audit record is.
+  const captureContent = tracing !== null && config.genaiCaptureContent;
+  const institutions = new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions);
+  const identifyClient: Identify = (req) => {
+    const apiKey = identify(apiKeyOf(req.headers));
+    return { apiKey, institution: institutions.resolve(req.headers, apiKey) };
+  };
+  const capture =
+    recorder === null && metrics === null && tracing === null
+      ? null
+      : new CaptureObserver({
+          maxBodyBytes: config.audit.maxBodyBytes,
+          keepBodies: recorder !== null || captureContent,
+          captureContent,
+          batchMs: journal === null ? RECORD_BATCH_MS : recordBatchMs(config.audit.fsync),
+          identify: identifyClient,
           memory: memory.account('capture'),
           backpressure: journal ?? undefined,
+          onFailure,
         });
-  if (recorder !== null) observers.push(recorder);
+  // The capture taps first, so every other tap sees an exchange the capture is reading.
+  const observers: Observer[] = [];
+  if (capture !== null) observers.push(capture);
+  if (tracing !== null) observers.push(tracing.observer);
+  if (metrics !== null) observers.push(metrics.observer);
+  if (recorder !== null) capture?.consume(recorder);
+  if (metrics !== null) capture?.consume(metrics);
+  if (tracing !== null) capture?.consume(tracing);
   const admission = [];
   if (config.audit.required && journal !== null) {
     admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
@@ -106,6 +134,8 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     shipper,
     metrics,
     tracing,
+    capture,
+    recorder,
     memory,
     components: {
       observers,
@@ -116,7 +146,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
-      await recorder?.close();
+      await capture?.close();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));
       await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { upstreamErrorCode } from '../src/capture/facts.ts';
 import { errorTypeOf, operationErrorType, OTHER_ERROR_TYPE, type ErrorFacts } from '../src/telemetry/error-type.ts';
 import { SpanKind, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
@@ -106,7 +107,11 @@ describe('errorTypeOf: the rule', () => {
   const facts = (over: Partial<ErrorFacts> & { status?: number | null; body?: unknown; encoding?: string }): ErrorFacts => ({
     outcome: over.outcome ?? 'ok',
     error: over.error ?? null,
-    response: { status: over.status ?? null, body: over.body ?? null, bodyEncoding: over.encoding ?? 'json' },
+    status: over.status ?? null,
+    // As the capture computes it from upstream's answer (capture/facts.ts).
+    upstreamErrorCode: (over.encoding ?? 'json') === 'json' && typeof over.body === 'object' && over.body !== null
+      ? upstreamErrorCode(over.status ?? null, over.body as Record<string, unknown>)
+      : null,
   });
   test("the proxy's own code first, then the provider's code, its type, the status, _OTHER", () => {
     assert.equal(errorTypeOf(facts({ outcome: 'upstream_timeout', error: { type: 'upstream_timeout' }, status: 504 })), 'upstream_timeout');

@@ -1,7 +1,9 @@
-/** The pure span builders of src/telemetry/genai.ts, from hand-made audit records: no sockets, no SDK. */
+/** The pure span builders of src/telemetry/genai.ts, from hand-made exchange facts: no sockets, no SDK. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { AuditRecord, BodyEncoding, CapturedBody, OpenAIInfo, Outcome } from '../src/audit/record.ts';
+import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record.ts';
+import { exchangeFacts, upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
+import { isObject } from '../src/capture/guards.ts';
 import {
   clientOutcome,
   clientSpanName,
@@ -43,43 +45,44 @@ interface RecordOptions {
   ttfbMs?: number | null;
 }
 
-function record(o: RecordOptions = {}): AuditRecord {
-  const captured = (body: unknown, bodyEncoding: BodyEncoding): CapturedBody => ({
-    contentType: 'application/json',
-    bytes: 1,
-    body,
-    bodyEncoding,
-    truncated: false,
-    sha256: '',
-  });
-  return {
-    _id: 'id-1',
-    schema: 1,
-    startedAt: new Date(0),
-    endedAt: new Date(1000),
-    durationMs: 1000,
-    upstreamTtfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
-    institution: null,
-    client: { address: '127.0.0.1', userAgent: null },
-    apiKey: null,
-    upstream: 'https://api.openai.com',
-    request: {
+/** Facts as the capture computes them (capture/facts.ts) for an exchange with these bodies. */
+function facts(o: RecordOptions = {}): ExchangeFacts {
+  const info = o.openai === undefined ? openai() : o.openai;
+  const requestJson = o.body !== undefined && (o.bodyEncoding ?? 'json') === 'json' ? o.body : undefined;
+  const responseJson = o.responseBody !== undefined && (o.responseEncoding ?? 'json') === 'json' ? o.responseBody : undefined;
+  const status = o.status === undefined ? 200 : o.status;
+  const base = exchangeFacts(
+    {
+      id: 'id-1',
+      kind: 'http',
+      req: { headers: {}, socket: { remoteAddress: '127.0.0.1' } },
+      startedAt: 0,
+      startHr: 0,
       method: o.method ?? 'POST',
       path: o.path ?? '/v1/chat/completions',
       query: null,
-      headers: {},
-      ...captured(o.body ?? null, o.bodyEncoding ?? (o.body === undefined ? 'omitted' : 'json')),
-    },
-    response: {
-      status: o.status === undefined ? 200 : o.status,
-      headers: {},
-      streamed: false,
-      ...captured(o.responseBody ?? null, o.responseEncoding ?? (o.responseBody === undefined ? 'omitted' : 'json')),
-    },
-    openai: o.openai === undefined ? openai() : o.openai,
+      targetError: null,
+      origin: 'https://api.openai.com',
+      upstreamPath: null,
+      upstreamStartHr: null,
+      responseHeadHr: null,
+      status,
+      error: null,
+      endHr: 1000,
+      overheadMs: null,
+    } as unknown as Parameters<typeof exchangeFacts>[0],
+    null,
+  );
+  return {
+    ...base,
+    ...(info ?? {}),
+    operation: info?.operation ?? null,
+    ttfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
+    requestParameters: isObject(requestJson) ? requestJson : {},
+    requestContent: requestJson,
     outcome: o.outcome ?? 'ok',
     error: o.error ?? null,
-    trace: null,
+    upstreamErrorCode: upstreamErrorCode(status, isObject(responseJson) ? responseJson : {}),
   };
 }
 
@@ -103,22 +106,22 @@ describe('routeTemplate', () => {
 
 describe('clientSpanName', () => {
   test('`{operation} {model}` for inference calls', () => {
-    assert.equal(clientSpanName('POST', record()), 'chat gpt-4o');
-    assert.equal(clientSpanName('POST', record({ openai: openai({ operation: 'responses', requestModel: 'o3' }) })), 'chat o3');
-    assert.equal(clientSpanName('POST', record({ openai: openai({ operation: 'completions', requestModel: 'davinci-002' }) })), 'text_completion davinci-002');
-    assert.equal(clientSpanName('POST', record({ openai: openai({ operation: 'embeddings', requestModel: 'text-embedding-3-small' }) })), 'embeddings text-embedding-3-small');
+    assert.equal(clientSpanName('POST', facts()), 'chat gpt-4o');
+    assert.equal(clientSpanName('POST', facts({ openai: openai({ operation: 'responses', requestModel: 'o3' }) })), 'chat o3');
+    assert.equal(clientSpanName('POST', facts({ openai: openai({ operation: 'completions', requestModel: 'davinci-002' }) })), 'text_completion davinci-002');
+    assert.equal(clientSpanName('POST', facts({ openai: openai({ operation: 'embeddings', requestModel: 'text-embedding-3-small' }) })), 'embeddings text-embedding-3-small');
   });
 
   test('the operation alone without a model, the method for anything else', () => {
-    assert.equal(clientSpanName('POST', record({ openai: openai({ requestModel: null }) })), 'chat');
-    assert.equal(clientSpanName('GET', record({ openai: openai({ operation: 'files' }) })), 'GET');
-    assert.equal(clientSpanName('GET', record({ openai: null })), 'GET');
+    assert.equal(clientSpanName('POST', facts({ openai: openai({ requestModel: null }) })), 'chat');
+    assert.equal(clientSpanName('GET', facts({ openai: openai({ operation: 'files' }) })), 'GET');
+    assert.equal(clientSpanName('GET', facts({ openai: null })), 'GET');
   });
 });
 
 describe('genaiAttributes', () => {
   test('a chat completion: operation, provider, api type, models, response, usage', () => {
-    assert.deepEqual(genaiAttributes(record()), {
+    assert.deepEqual(genaiAttributes(facts()), {
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': 'openai',
       'openai.api.type': 'chat_completions',
@@ -145,7 +148,7 @@ describe('genaiAttributes', () => {
 
   test('request parameters from the JSON body', () => {
     const body = { model: 'gpt-4o', temperature: 0.2, top_p: 0.5, seed: 7, n: 3, max_tokens: 10, max_completion_tokens: 20, frequency_penalty: 0.1, presence_penalty: -0.5, stop: ['\n', 'END'] };
-    const a = genaiAttributes(record({ body }));
+    const a = genaiAttributes(facts({ body }));
     assert.equal(a['gen_ai.request.temperature'], 0.2);
     assert.equal(a['gen_ai.request.top_p'], 0.5);
     assert.equal(a['gen_ai.request.seed'], 7);
@@ -157,7 +160,7 @@ describe('genaiAttributes', () => {
   });
 
   test('n=1 is not reported, max_output_tokens (Responses) and a single stop string are', () => {
-    const a = genaiAttributes(record({ body: { n: 1, max_output_tokens: 99, stop: 'END', temperature: 0 }, openai: openai({ operation: 'responses' }) }));
+    const a = genaiAttributes(facts({ body: { n: 1, max_output_tokens: 99, stop: 'END', temperature: 0 }, openai: openai({ operation: 'responses' }) }));
     assert.equal(a['gen_ai.request.choice.count'], undefined);
     assert.equal(a['gen_ai.request.max_tokens'], 99);
     assert.deepEqual(a['gen_ai.request.stop_sequences'], ['END']);
@@ -166,67 +169,67 @@ describe('genaiAttributes', () => {
   });
 
   test('parameters of the wrong type or from a body that is not JSON are left out', () => {
-    assert.equal(genaiAttributes(record({ body: { temperature: '0.2' } }))['gen_ai.request.temperature'], undefined);
-    assert.equal(genaiAttributes(record({ body: 'temperature=0.2', bodyEncoding: 'text' }))['gen_ai.request.temperature'], undefined);
+    assert.equal(genaiAttributes(facts({ body: { temperature: '0.2' } }))['gen_ai.request.temperature'], undefined);
+    assert.equal(genaiAttributes(facts({ body: 'temperature=0.2', bodyEncoding: 'text' }))['gen_ai.request.temperature'], undefined);
   });
 
   test('streaming: the stream flag and the time to the first chunk in seconds', () => {
-    const a = genaiAttributes(record({ openai: openai({ stream: true }), ttfbMs: 250 }));
+    const a = genaiAttributes(facts({ openai: openai({ stream: true }), ttfbMs: 250 }));
     assert.equal(a['gen_ai.request.stream'], true);
     assert.equal(a['gen_ai.response.time_to_first_chunk'], 0.25);
-    assert.equal(genaiAttributes(record({ openai: openai({ stream: true }), ttfbMs: null }))['gen_ai.response.time_to_first_chunk'], undefined);
+    assert.equal(genaiAttributes(facts({ openai: openai({ stream: true }), ttfbMs: null }))['gen_ai.response.time_to_first_chunk'], undefined);
   });
 
   test('missing usage and finish reasons leave their attributes out', () => {
-    const a = genaiAttributes(record({ openai: openai({ usage: null, finishReasons: [], responseId: null }) }));
+    const a = genaiAttributes(facts({ openai: openai({ usage: null, finishReasons: [], responseId: null }) }));
     assert.equal(a['gen_ai.usage.input_tokens'], undefined);
     assert.equal(a['gen_ai.response.finish_reasons'], undefined);
     assert.equal(a['gen_ai.response.id'], undefined);
   });
 
   test('calls the GenAI conventions do not cover get none', () => {
-    assert.deepEqual(genaiAttributes(record({ openai: openai({ operation: 'files' }) })), {});
-    assert.deepEqual(genaiAttributes(record({ openai: openai({ operation: 'realtime' }) })), {});
-    assert.deepEqual(genaiAttributes(record({ openai: null })), {});
+    assert.deepEqual(genaiAttributes(facts({ openai: openai({ operation: 'files' }) })), {});
+    assert.deepEqual(genaiAttributes(facts({ openai: openai({ operation: 'realtime' }) })), {});
+    assert.deepEqual(genaiAttributes(facts({ openai: null })), {});
   });
 
   test('embeddings and legacy completions have their own operation names and no api type', () => {
-    const e = genaiAttributes(record({ openai: openai({ operation: 'embeddings' }) }));
+    const e = genaiAttributes(facts({ openai: openai({ operation: 'embeddings' }) }));
     assert.equal(e['gen_ai.operation.name'], 'embeddings');
     assert.equal(e['openai.api.type'], undefined);
-    assert.equal(genaiAttributes(record({ openai: openai({ operation: 'completions' }) }))['gen_ai.operation.name'], 'text_completion');
+    assert.equal(genaiAttributes(facts({ openai: openai({ operation: 'completions' }) }))['gen_ai.operation.name'], 'text_completion');
   });
 });
 
 describe('errorType', () => {
   test("the proxy's own error code comes first", () => {
-    const r = record({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'connect ECONNREFUSED' } });
+    const r = facts({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'connect ECONNREFUSED' } });
     assert.equal(errorType(r), 'upstream_unreachable');
   });
 
   test("then upstream's OpenAI error code, then its error type", () => {
     const rateLimited = { error: { message: 'slow down', type: 'requests', param: null, code: 'rate_limit_exceeded' } };
-    assert.equal(errorType(record({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
+    assert.equal(errorType(facts({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
     const serverError = { error: { message: 'oops', type: 'server_error', param: null, code: null } };
-    assert.equal(errorType(record({ status: 500, responseBody: serverError })), 'server_error');
+    assert.equal(errorType(facts({ status: 500, responseBody: serverError })), 'server_error');
   });
 
   test('then the status code', () => {
-    assert.equal(errorType(record({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
-    assert.equal(errorType(record({ status: 503, responseBody: { detail: 'busy' } })), '503');
-    assert.equal(errorType(record({ status: 400, responseBody: { error: { code: '' } } })), '400');
+    assert.equal(errorType(facts({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
+    assert.equal(errorType(facts({ status: 503, responseBody: { detail: 'busy' } })), '503');
+    assert.equal(errorType(facts({ status: 400, responseBody: { error: { code: '' } } })), '400');
   });
 
   test('undefined for a success', () => {
-    assert.equal(errorType(record()), undefined);
-    assert.equal(errorType(record({ status: 304 })), undefined);
-    assert.equal(errorType(record({ status: null })), undefined);
+    assert.equal(errorType(facts()), undefined);
+    assert.equal(errorType(facts({ status: 304 })), undefined);
+    assert.equal(errorType(facts({ status: null })), undefined);
   });
 });
 
 describe('serverOutcome and clientOutcome', () => {
   test('a success: no error on either span, the status on both', () => {
-    const r = record();
+    const r = facts();
     assert.deepEqual(serverOutcome(r), {
       error: false,
       message: undefined,
@@ -237,7 +240,7 @@ describe('serverOutcome and clientOutcome', () => {
   });
 
   test("an upstream 4xx fails the CLIENT span only: it is the caller's doing", () => {
-    const r = record({ status: 429, responseBody: { error: { code: 'rate_limit_exceeded' } } });
+    const r = facts({ status: 429, responseBody: { error: { code: 'rate_limit_exceeded' } } });
     const client = clientOutcome(r, 429);
     assert.equal(client.error, true);
     assert.equal(client.attributes['error.type'], 'rate_limit_exceeded');
@@ -248,14 +251,14 @@ describe('serverOutcome and clientOutcome', () => {
   });
 
   test('an upstream 5xx fails both', () => {
-    const r = record({ status: 500 });
+    const r = facts({ status: 500 });
     assert.equal(clientOutcome(r, 500).error, true);
     assert.equal(serverOutcome(r).error, true);
     assert.equal(serverOutcome(r).attributes['error.type'], '500');
   });
 
   test("an unreachable upstream fails both; the proxy's 502 is no upstream status", () => {
-    const r = record({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'refused' } });
+    const r = facts({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'refused' } });
     const client = clientOutcome(r, null);
     assert.equal(client.error, true);
     assert.equal(client.message, 'refused');
@@ -266,27 +269,27 @@ describe('serverOutcome and clientOutcome', () => {
   });
 
   test('a reset after the head fails both, even with a 200', () => {
-    const r = record({ status: 200, outcome: 'upstream_reset', error: { type: 'upstream_reset', message: 'socket hang up' } });
+    const r = facts({ status: 200, outcome: 'upstream_reset', error: { type: 'upstream_reset', message: 'socket hang up' } });
     assert.equal(clientOutcome(r, 200).attributes['error.type'], 'upstream_reset');
     assert.equal(serverOutcome(r).attributes['error.type'], 'upstream_reset');
   });
 
   test('a caller hanging up is no error and no error.type', () => {
-    const r = record({ status: 200, outcome: 'client_aborted', error: { type: 'client_aborted', message: 'gone' } });
+    const r = facts({ status: 200, outcome: 'client_aborted', error: { type: 'client_aborted', message: 'gone' } });
     for (const o of [serverOutcome(r), clientOutcome(r, 200)]) {
       assert.equal(o.error, false);
       assert.equal(o.attributes['error.type'], undefined);
       assert.equal(o.attributes['openai_proxy.outcome'], 'client_aborted');
     }
     // ...unless upstream had failed anyway: then the status says why.
-    const failed = record({ status: 500, outcome: 'client_aborted', error: { type: 'client_aborted', message: 'gone' } });
+    const failed = facts({ status: 500, outcome: 'client_aborted', error: { type: 'client_aborted', message: 'gone' } });
     assert.equal(clientOutcome(failed, 500).attributes['error.type'], '500');
   });
 
   test('a refusal by the proxy: a 4xx is the caller\'s, a 503 is ours', () => {
-    const bad = record({ status: 400, outcome: 'rejected', error: { type: 'invalid_request_target', message: 'bad' } });
+    const bad = facts({ status: 400, outcome: 'rejected', error: { type: 'invalid_request_target', message: 'bad' } });
     assert.equal(serverOutcome(bad).error, false);
-    const unavailable = record({ status: 503, outcome: 'rejected', error: { type: 'audit_unavailable', message: 'journal' } });
+    const unavailable = facts({ status: 503, outcome: 'rejected', error: { type: 'audit_unavailable', message: 'journal' } });
     assert.equal(serverOutcome(unavailable).error, true);
     assert.equal(serverOutcome(unavailable).attributes['error.type'], 'audit_unavailable');
   });
@@ -305,7 +308,7 @@ describe('contentAttributes', () => {
         { role: 'tool', tool_call_id: 'call_1', content: 'a cat' },
       ],
     };
-    const a = contentAttributes(record({ body }));
+    const a = contentAttributes(facts({ body }));
     assert.deepEqual(parse(a['gen_ai.input.messages']), [
       { role: 'system', parts: [{ type: 'text', content: 'Be terse.' }] },
       { role: 'user', parts: [{ type: 'text', content: 'What is this?' }, { type: 'uri', modality: 'image', uri: 'https://x/cat.png' }] },
@@ -328,7 +331,7 @@ describe('contentAttributes', () => {
         { type: 'function_call_output', call_id: 'fc_1', output: '12:00' },
       ],
     };
-    const a = contentAttributes(record({ body, openai: openai({ operation: 'responses' }) }));
+    const a = contentAttributes(facts({ body, openai: openai({ operation: 'responses' }) }));
     assert.deepEqual(parse(a['gen_ai.system_instructions']), [{ type: 'text', content: 'Answer in French.' }]);
     assert.deepEqual(parse(a['gen_ai.input.messages']), [
       { role: 'user', parts: [{ type: 'text', content: 'Hi' }] },
@@ -338,9 +341,9 @@ describe('contentAttributes', () => {
   });
 
   test('a plain string input or legacy prompt is one user message', () => {
-    const responses = contentAttributes(record({ body: { input: 'Hi' }, openai: openai({ operation: 'responses' }) }));
+    const responses = contentAttributes(facts({ body: { input: 'Hi' }, openai: openai({ operation: 'responses' }) }));
     assert.deepEqual(parse(responses['gen_ai.input.messages']), [{ role: 'user', parts: [{ type: 'text', content: 'Hi' }] }]);
-    const legacy = contentAttributes(record({ body: { prompt: ['a', 'b'] }, openai: openai({ operation: 'completions' }) }));
+    const legacy = contentAttributes(facts({ body: { prompt: ['a', 'b'] }, openai: openai({ operation: 'completions' }) }));
     assert.deepEqual(parse(legacy['gen_ai.input.messages']), [
       { role: 'user', parts: [{ type: 'text', content: 'a' }] },
       { role: 'user', parts: [{ type: 'text', content: 'b' }] },
@@ -348,14 +351,14 @@ describe('contentAttributes', () => {
   });
 
   test('no output message without output text; finish_reason null without one', () => {
-    assert.equal(contentAttributes(record({ openai: openai({ outputText: null }) }))['gen_ai.output.messages'], undefined);
-    const a = contentAttributes(record({ openai: openai({ finishReasons: [] }) }));
+    assert.equal(contentAttributes(facts({ openai: openai({ outputText: null }) }))['gen_ai.output.messages'], undefined);
+    const a = contentAttributes(facts({ openai: openai({ finishReasons: [] }) }));
     assert.deepEqual(parse(a['gen_ai.output.messages']), [{ role: 'assistant', parts: [{ type: 'text', content: 'Hello there' }], finish_reason: null }]);
   });
 
   test('nothing from a body that is not JSON, and nothing for calls outside the GenAI conventions', () => {
-    assert.equal(contentAttributes(record({ body: 'raw', bodyEncoding: 'text' }))['gen_ai.input.messages'], undefined);
-    assert.deepEqual(contentAttributes(record({ body: { prompt: 'a cat' }, openai: openai({ operation: 'images.generations' }) })), {});
-    assert.deepEqual(contentAttributes(record({ body: { messages: [] }, openai: null })), {});
+    assert.equal(contentAttributes(facts({ body: 'raw', bodyEncoding: 'text' }))['gen_ai.input.messages'], undefined);
+    assert.deepEqual(contentAttributes(facts({ body: { prompt: 'a cat' }, openai: openai({ operation: 'images.generations' }) })), {});
+    assert.deepEqual(contentAttributes(facts({ body: { messages: [] }, openai: null })), {});
   });
 });

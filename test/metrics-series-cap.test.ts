@@ -1,6 +1,6 @@
 /**
  * METRICS_MAX_SERIES_PER_METRIC: label combinations many times the cap (institutions × models ×
- * operations × statuses), through the metrics' observe API and through a running proxy; no metric
+ * operations × statuses), through the metrics' facts API and through a running proxy; no metric
  * exposes more series than the cap, totals stay exact, the folded observations are counted, and
  * promtool finds nothing to lint in the whole exposition, process metrics included.
  */
@@ -10,7 +10,9 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import type { AuditRecord, OpenAIInfo } from '../src/audit/record.ts';
+import type { OpenAIInfo } from '../src/audit/record.ts';
+import { exchangeFacts, type ExchangeFacts } from '../src/capture/facts.ts';
+import { newExchange, type Exchange } from '../src/proxy/observer.ts';
 import { genAiOperationName } from '../src/capture/operation.ts';
 import { loadConfig } from '../src/config.ts';
 import { SeriesCap, OTHER } from '../src/telemetry/labels.ts';
@@ -125,29 +127,25 @@ function openai(operation: string, model: string): OpenAIInfo {
   };
 }
 
-function record(i: number, operation: string, model: string, institution: string, status: number): AuditRecord {
-  const body = { contentType: 'application/json', bytes: 10, body: null, bodyEncoding: 'omitted' as const, truncated: false, sha256: '' };
+const EXCHANGE: Exchange = newExchange({ method: 'POST', url: '/v1/x', headers: {}, socket: {} } as Parameters<typeof newExchange>[0], 'http');
+
+/** The facts the capture hands metrics for one such exchange (capture/facts.ts). */
+function facts(operation: string, model: string, institution: string, status: number): ExchangeFacts {
   return {
-    _id: `id-${i}`,
-    schema: 1,
-    startedAt: new Date(0),
-    endedAt: new Date(50),
+    ...exchangeFacts(EXCHANGE, { apiKey: null, institution }),
+    ...openai(operation, model),
+    status,
+    upstreamStatus: status,
     durationMs: 50,
-    upstreamTtfbMs: 20,
-    institution,
-    client: { address: '127.0.0.1', userAgent: null },
-    apiKey: null,
-    upstream: 'https://api.openai.com',
-    request: { method: 'POST', path: '/v1/x', query: null, headers: {}, ...body },
-    response: { status, headers: {}, streamed: false, ...body },
-    openai: openai(operation, model),
-    outcome: 'ok',
+    ttfbMs: 20,
+    overheadMs: 0.1,
+    requestBytes: 10,
+    responseBytes: 10,
     error: status < 400 ? null : { type: `http_${status}`, message: 'refused' },
-    trace: null,
   };
 }
 
-test('through observe(): 100 institutions × 44 operations × 12 statuses × 50 models stay within the cap, totals exact, folds counted', async () => {
+test('through facts(): 100 institutions × 44 operations × 12 statuses × 50 models stay within the cap, totals exact, folds counted', async () => {
   const CAP = 300;
   const config = loadConfig({ ...BASE_ENV, METRICS_ENABLED: 'true', METRICS_MAX_SERIES_PER_METRIC: String(CAP) });
   assert.equal(config.metrics.maxSeriesPerMetric, CAP);
@@ -164,7 +162,7 @@ test('through observe(): 100 institutions × 44 operations × 12 statuses × 50 
     const status = i < 50 ? 200 : (STATUSES[Math.floor(i / 7) % STATUSES.length] as number);
     const operation = OPERATIONS[i % OPERATIONS.length] as string;
     const institution = `inst-${(i * 13) % 100}`;
-    metrics.observe(record(i, operation, model, institution, status), { overheadSeconds: 0.0001 });
+    metrics.facts(EXCHANGE, facts(operation, model, institution, status));
     byStatus.set(String(status), (byStatus.get(String(status)) ?? 0) + 1);
     sent.add(`${operation}|${model}|${status}|${institution}`);
     if (genAiOperationName(operation) !== null) inference++;

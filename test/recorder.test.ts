@@ -12,34 +12,27 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { test } from 'node:test';
-import { HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
 import type { AuditRecord } from '../src/audit/record.ts';
-import { RECORD_BATCH_MS, Recorder, recordBatchMs } from '../src/audit/recorder.ts';
+import { recordBatchMs } from '../src/audit/recorder.ts';
+import { RECORD_BATCH_MS } from '../src/capture/backlog.ts';
+import type { CaptureObserver } from '../src/capture/capture-observer.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 import { newExchange } from '../src/proxy/observer.ts';
 import { readJournal } from './support/audit.ts';
+import { recordingObserver } from './support/recording.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream } from './support/upstream.ts';
 
 const BODY = Buffer.from('{"model":"gpt-4o-mini","input":"hi"}');
 
-function recorder(batchMs: number): { recorder: Recorder; records: AuditRecord[]; failures: unknown[] } {
+function recorder(batchMs: number): { recorder: CaptureObserver; records: AuditRecord[]; failures: unknown[] } {
   const records: AuditRecord[] = [];
   const failures: unknown[] = [];
-  const instance = new Recorder({
-    maxBodyBytes: 1024,
-    batchMs,
-    redactor: new HeaderRedactor([]),
-    institutions: new InstitutionResolver('x-institution-id', new Map()),
-    traceOf: () => null,
-    usageInjected: () => false,
-    sinks: [(record) => records.push(record)],
-    onFailure: (err) => failures.push(err),
-  });
+  const instance = recordingObserver({ batchMs, sinks: [(record) => records.push(record)], onFailure: (err) => failures.push(err) });
   return { recorder: instance, records, failures };
 }
 
-function runExchange(observer: Recorder, n: number): void {
+function runExchange(observer: CaptureObserver, n: number): void {
   const headers = { 'content-type': 'application/json', 'content-length': String(BODY.length) };
   const req = {
     method: 'POST',
@@ -204,13 +197,8 @@ test('backpressure: no record is built while the sink asks to wait; all are, in 
     },
     drained: (): Promise<void> => new Promise<void>((resolve) => (drain = resolve)),
   };
-  const observer = new Recorder({
-    maxBodyBytes: 1024,
+  const observer = recordingObserver({
     batchMs: 0,
-    redactor: new HeaderRedactor([]),
-    institutions: new InstitutionResolver('x-institution-id', new Map()),
-    traceOf: () => null,
-    usageInjected: () => false,
     sinks: [(record) => (records.push(record), room--)],
     onFailure: (err) => assert.fail(String(err)),
     memory: budget.account('capture'),

@@ -13,14 +13,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FormData, request } from 'undici';
 import { WebSocket } from 'ws';
-import { fingerprint, HeaderRedactor, InstitutionResolver } from '../src/audit/identity.ts';
+import { fingerprint, HeaderRedactor } from '../src/audit/identity.ts';
 import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
-import { Recorder } from '../src/audit/recorder.ts';
+import { recordingObserver } from './support/recording.ts';
 import { MalformedRequestError } from '../src/proxy/errors.ts';
 import { newExchange } from '../src/proxy/observer.ts';
 import type { WebSocketExchange } from '../src/proxy/websocket.ts';
-import { redactQuery } from '../src/audit/redact-query.ts';
-import { isSecretName, maskKeys, redactBody } from '../src/audit/secrets.ts';
+import { redactQuery } from '../src/capture/redact-query.ts';
+import { isSecretName, maskKeys, redactBody } from '../src/capture/secrets.ts';
 import { recordOf } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
@@ -325,16 +325,11 @@ describe('API keys as credentials', () => {
 });
 
 describe('what else a record carries', () => {
-  // Driven through the recorder's own taps, with a plain object for the request (as recorder.test.ts).
+  // Driven through the capture observer's taps with the recorder consuming its facts, a plain object for the request (as recorder.test.ts).
   test("the proxy's error message and a WebSocket close reason have keys masked", async () => {
     const records: AuditRecord[] = [];
-    const recorder = new Recorder({
-      maxBodyBytes: 1024,
+    const recorder = recordingObserver({
       batchMs: 0,
-      redactor: new HeaderRedactor([]),
-      institutions: new InstitutionResolver('x-institution-id', new Map()),
-      traceOf: () => null,
-      usageInjected: () => false,
       sinks: [(record) => records.push(record)],
       onFailure: (err) => assert.fail(String(err)),
     });

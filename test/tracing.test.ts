@@ -15,7 +15,7 @@ import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { exporterConfig } from '../src/telemetry/tracing.ts';
 import { loadConfig, type TracingConfig } from '../src/config.ts';
-import { redactQuery } from '../src/audit/redact-query.ts';
+import { redactQuery } from '../src/capture/redact-query.ts';
 import { recordOf } from './support/audit.ts';
 import { SpanKind, StatusCode, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';

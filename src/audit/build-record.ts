@@ -1,25 +1,22 @@
 /**
- * Assembles the audit record (schema 1) of a finished exchange from what its taps captured.
- * Runs after the response has ended: nothing here is on the response path.
+ * Assembles the audit record (schema 1) of a finished exchange from its facts and captured
+ * bodies (capture/facts.ts). Runs after the response has ended: nothing here is on the response path.
  */
 import { createHash } from 'node:crypto';
-import { describeError } from '../proxy/errors.ts';
+import type { CapturedExchange, ExchangeFacts } from '../capture/facts.ts';
+import { redactQuery } from '../capture/redact-query.ts';
+import { maskKeys, maskKeysOrNull, redactBody } from '../capture/secrets.ts';
 import type { Exchange } from '../proxy/observer.ts';
 import type { WebSocketExchange } from '../proxy/websocket.ts';
-import { requestFactsFromJson, responseFactsFromJson, type ResponseFacts } from '../capture/openai-json.ts';
-import { operationFromPath } from '../capture/operation.ts';
-import type { ExchangeCapture } from './exchange-capture.ts';
-import { redactQuery } from './redact-query.ts';
-import { maskKeys, maskKeysOrNull, redactBody } from './secrets.ts';
-import type { ApiKeyIdentity, HeaderRedactor } from './identity.ts';
+import type { HeaderRedactor } from './identity.ts';
 import { AUDIT_SCHEMA_VERSION, type AuditRecord, type CapturedBody, type HeaderMap, type OpenAIInfo } from './record.ts';
 
 export interface RecordContext {
   exchange: Exchange;
-  capture: ExchangeCapture;
+  facts: ExchangeFacts;
+  /** The bodies as captured; null when they could not be read (the record says `omitted`). */
+  captured: CapturedExchange | null;
   redactor: HeaderRedactor;
-  apiKey: ApiKeyIdentity | null;
-  institution: string | null;
   trace: { traceId: string; spanId: string } | null;
   usageInjected: boolean;
 }
@@ -30,94 +27,60 @@ function emptyBody(contentType: string | null): CapturedBody {
   return { contentType, bytes: 0, body: null, bodyEncoding: 'omitted', truncated: false, sha256: EMPTY_SHA256 };
 }
 
-function header(headers: Record<string, string | string[] | undefined> | null, name: string): string | null {
-  const value = headers?.[name];
-  return (Array.isArray(value) ? value[0] : value) ?? null;
-}
-
 /** The body the proxy itself answered with (errors), as the client received it. */
-function proxyErrorResponse(exchange: Exchange): { status: number; headers: HeaderMap; body: CapturedBody } | null {
-  if (exchange.error === null || exchange.status !== null) return null;
-  // Nothing was sent back to a client that left, or that the shutdown cut off.
-  if (exchange.error.outcome === 'client_aborted' || exchange.error.outcome === 'shutdown') return null;
-  const { status, body } = describeError(exchange.error);
-  const bytes = Buffer.byteLength(body);
+function proxyErrorResponse(facts: ExchangeFacts): { status: number; headers: HeaderMap; body: CapturedBody } | null {
+  const own = facts.proxyResponse;
+  if (own === null) return null;
+  const bytes = Buffer.byteLength(own.body);
   return {
-    status,
+    status: own.status,
     headers: { 'content-type': 'application/json', 'content-length': String(bytes) },
     body: {
       contentType: 'application/json',
       bytes,
-      body: JSON.parse(body) as unknown,
+      body: JSON.parse(own.body) as unknown,
       bodyEncoding: 'json',
       truncated: false,
-      sha256: createHash('sha256').update(body).digest('hex'),
+      sha256: createHash('sha256').update(own.body).digest('hex'),
     },
   };
 }
 
-function ttfbMs(exchange: Exchange, capture: ExchangeCapture, stream: boolean): number | null {
-  const first = stream ? (capture.firstTokenHr ?? capture.firstByteHr) : (capture.firstByteHr ?? exchange.responseHeadHr);
-  return first === null ? null : first - exchange.startHr;
-}
-
-function processingMs(value: string | null): number | null {
-  if (value === null) return null;
-  const n = Number(value);
-  return Number.isFinite(n) ? n : null;
-}
-
-function openaiInfo(ctx: RecordContext, request: CapturedBody, response: CapturedBody | null): OpenAIInfo | null {
-  const { exchange, capture } = ctx;
-  const operation = operationFromPath(exchange.path);
-  if (operation === null) return null;
-  const requestFacts = requestFactsFromJson(request.bodyEncoding === 'json' ? request.body : capture.request.fields);
-  const multipartModel = request.bodyEncoding === 'multipart' ? capture.request.fields.model : undefined;
-  const streamed = capture.stream !== null;
-  const facts: ResponseFacts = capture.stream !== null
-    ? capture.stream.summary()
-    : capture.websocket !== null
-      ? { responseModel: null, responseId: null, finishReasons: [], usage: capture.websocket.usage, outputText: null }
-      : responseFactsFromJson(response?.bodyEncoding === 'json' ? response.body : (capture.response?.fields ?? null));
-  const headers = capture.responseHeaders;
-  const realtimeModel = exchange.kind === 'websocket' ? new URLSearchParams(exchange.query ?? '').get('model') : null;
+function openaiInfo(facts: ExchangeFacts, usageInjected: boolean): OpenAIInfo | null {
+  if (facts.operation === null) return null;
   return {
-    operation,
-    requestModel: requestFacts.requestModel ?? (typeof multipartModel === 'string' ? multipartModel : null) ?? realtimeModel,
+    operation: facts.operation,
+    requestModel: facts.requestModel,
     responseModel: facts.responseModel,
-    stream: requestFacts.stream || streamed,
+    stream: facts.stream,
     usage: facts.usage,
     finishReasons: facts.finishReasons,
     responseId: facts.responseId,
     outputText: facts.outputText,
-    upstreamRequestId: header(headers, 'x-request-id'),
-    organization: header(headers, 'openai-organization'),
-    processingMs: processingMs(header(headers, 'openai-processing-ms')),
-    ...(ctx.usageInjected ? { streamUsageInjected: true } : {}),
+    upstreamRequestId: facts.upstreamRequestId,
+    organization: facts.organization,
+    processingMs: facts.processingMs,
+    ...(usageInjected ? { streamUsageInjected: true } : {}),
   };
 }
 
-export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
-  const { exchange, capture, redactor } = ctx;
+export function buildRecord(ctx: RecordContext): AuditRecord {
+  const { exchange, facts, captured, redactor } = ctx;
   const req = exchange.req;
-  const request = await capture.request.finish();
-  const response = capture.response === null ? null : await capture.response.finish();
-  const own = proxyErrorResponse(exchange);
-  // Facts are read from the bodies as captured; the record stores them redacted (secrets.ts).
-  const openai = openaiInfo(ctx, request, response);
-  if (openai !== null) openai.outputText = maskKeysOrNull(openai.outputText);
-  const durationMs = (exchange.endHr ?? exchange.startHr) - exchange.startHr;
-  const stream = capture.stream !== null;
+  const request = captured?.request ?? emptyBody(null);
+  const response = captured?.response ?? null;
+  const responseHeaders = captured?.responseHeaders ?? null;
+  const own = proxyErrorResponse(facts);
   const record: AuditRecord = {
     _id: exchange.id,
     schema: AUDIT_SCHEMA_VERSION,
     startedAt: new Date(exchange.startedAt),
-    endedAt: new Date(exchange.startedAt + durationMs),
-    durationMs,
-    upstreamTtfbMs: ttfbMs(exchange, capture, stream),
-    institution: ctx.institution,
-    client: { address: capture.clientAddress, userAgent: req.headers['user-agent'] ?? null },
-    apiKey: ctx.apiKey,
+    endedAt: new Date(exchange.startedAt + facts.durationMs),
+    durationMs: facts.durationMs,
+    upstreamTtfbMs: facts.ttfbMs,
+    institution: facts.institution,
+    client: { address: facts.clientAddress, userAgent: req.headers['user-agent'] ?? null },
+    apiKey: facts.apiKey,
     upstream: exchange.origin ?? '',
     request: {
       method: exchange.method,
@@ -127,22 +90,22 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
       ...redactBody(request),
     },
     response: {
-      status: exchange.status ?? own?.status ?? null,
-      headers: capture.responseHeaders === null ? (own?.headers ?? {}) : redactor.redact(capture.responseHeaders),
+      status: facts.status,
+      headers: responseHeaders === null ? (own?.headers ?? {}) : redactor.redact(responseHeaders),
       ...redactBody(response ?? own?.body ?? emptyBody(null)),
-      streamed: stream,
+      streamed: facts.eventStream,
     },
-    openai,
-    outcome: exchange.error?.outcome ?? 'ok',
-    error: exchange.error === null ? null : { type: exchange.error.code, message: maskKeys(exchange.error.message) },
+    openai: openaiInfo(facts, ctx.usageInjected),
+    outcome: facts.outcome,
+    error: facts.error,
     trace: ctx.trace,
   };
-  if (exchange.kind === 'websocket') record.websocket = websocketInfo(exchange as WebSocketExchange, capture);
+  if (exchange.kind === 'websocket') record.websocket = websocketInfo(exchange as WebSocketExchange, facts);
   return record;
 }
 
-function websocketInfo(exchange: WebSocketExchange, capture: ExchangeCapture): NonNullable<AuditRecord['websocket']> {
-  const counts = capture.websocket;
+function websocketInfo(exchange: WebSocketExchange, facts: ExchangeFacts): NonNullable<AuditRecord['websocket']> {
+  const counts = facts.websocket;
   return {
     messagesIn: counts?.messagesIn ?? 0,
     messagesOut: counts?.messagesOut ?? 0,

@@ -3,10 +3,12 @@
  * and a hint, secret headers are redacted, and the institution is resolved from a header or
  * from the key's fingerprint.
  */
-import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from './record.ts';
-import { isSecretName, maskKeys, REDACTED } from './secrets.ts';
+import { fingerprint } from '../fingerprint.ts';
+import { isSecretName, maskKeys, REDACTED } from '../capture/secrets.ts';
+
+export { fingerprint };
 
 export { REDACTED };
 const ALWAYS_REDACTED = ['authorization', 'api-key', 'openai-api-key', 'cookie', 'set-cookie', 'proxy-authorization'];
@@ -36,9 +38,6 @@ export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
   return protocol === undefined ? null : (SUBPROTOCOL_KEY.exec(protocol)?.[2] ?? null);
 }
 
-export function fingerprint(key: string): string {
-  return `sha256:${hash('sha256', key, 'hex').slice(0, 16)}`;
-}
 
 export function identify(key: string | null): ApiKeyIdentity | null {
   if (key === null) return null;

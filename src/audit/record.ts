@@ -5,56 +5,14 @@
 
 export const AUDIT_SCHEMA_VERSION = 1;
 
-export type BodyEncoding = 'json' | 'text' | 'multipart' | 'omitted';
+import type { Outcome } from '../proxy/outcome.ts';
+import type { CapturedBody, Usage } from '../capture/body-types.ts';
 
-/**
- * Why a body that was sent is `omitted`: `memory_budget` (MEMORY_BUDGET_BYTES was spent when it
- * arrived), `not_text` (a text or JSON body that is not valid UTF-8, or mostly control characters).
- */
-export type OmittedReason = 'memory_budget' | 'not_text';
-
-export type Outcome =
-  | 'ok'
-  | 'upstream_unreachable'
-  | 'upstream_timeout'
-  | 'upstream_reset'
-  | 'client_aborted'
-  | 'rejected'
-  /** Cut by the proxy's own shutdown, once SHUTDOWN_GRACE_MS had run out. */
-  | 'shutdown';
+// Produced by the capture layer and the proxy; re-exported, as the record is where readers look.
+export { JSON_TEXT, type BodyEncoding, type CapturedBody, type MultipartPart, type OmittedReason, type Usage } from '../capture/body-types.ts';
+export type { Outcome } from '../proxy/outcome.ts';
 
 export type HeaderMap = Record<string, string | string[]>;
-
-export type MultipartPart =
-  | { name: string; value: string; truncated?: boolean }
-  | { name: string; filename: string; contentType: string | null; bytes: number; sha256: string };
-
-/**
- * On a `json` body: the UTF-8 text it was parsed from, exactly as captured. A symbol, so no
- * JSON, EJSON or BSON writer sees it: the journal copies these bytes into the record's line
- * instead of serialising the parsed body again (journal-line.ts).
- */
-export const JSON_TEXT: unique symbol = Symbol('JSON text');
-
-export interface CapturedBody {
-  contentType: string | null;
-  bytes: number;
-  body: unknown;
-  bodyEncoding: BodyEncoding;
-  truncated: boolean;
-  sha256: string;
-  /** Only on an `omitted` body that was not left out for being empty or binary. */
-  omittedReason?: OmittedReason;
-  [JSON_TEXT]?: Buffer;
-}
-
-export interface Usage {
-  inputTokens: number | null;
-  outputTokens: number | null;
-  totalTokens: number | null;
-  cachedTokens: number | null;
-  reasoningTokens: number | null;
-}
 
 export interface OpenAIInfo {
   operation: string;

@@ -1,9 +1,11 @@
 // Captures one HTTP body as it streams past: byte count and SHA-256 of the body as sent on the
 // wire, plus a capped, decoded copy rendered as JSON, text or multipart parts for the audit record.
+// Without a copy (`keep: false`, when no consumer wants bodies) it only counts the bytes and finds
+// the wanted `fields` as they pass.
 import { isUtf8 } from 'node:buffer';
 import { createHash, hash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import { JSON_TEXT, type CapturedBody, type OmittedReason } from '../audit/record.ts';
+import { JSON_TEXT, type CapturedBody, type OmittedReason } from './body-types.ts';
 import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
 import { ContentDecoder } from './decoder.ts';
 import { isObject, parseJson } from './guards.ts';
@@ -19,11 +21,19 @@ export interface BodyCaptureOptions {
   fields?: readonly string[];
   /** Where the kept copy's bytes are reserved; past its limit the body is not kept (`memory_budget`). */
   memory?: MemoryAccount;
+  /**
+   * false: no copy, no hash; the body renders `omitted` with an empty `sha256`, and only `bytes`
+   * and `fields` are worth reading. Default true.
+   */
+  keep?: boolean;
 }
 
 type Rendered = Pick<CapturedBody, 'body' | 'bodyEncoding' | 'truncated' | 'omittedReason' | typeof JSON_TEXT>;
 
 const EMPTY = Buffer.alloc(0);
+
+/** Multipart text values held without a copy: enough for `model` and `stream`. */
+const NO_COPY_VALUE_BYTES = 4096;
 
 // Compressed data may outgrow its decoded size a little (incompressible input), never by this.
 const COMPRESSION_OVERHEAD = 64 * 1024;
@@ -75,6 +85,7 @@ export class BodyCapture {
   readonly #kind: BodyKind;
   readonly #multipart: MultipartParser | null;
   readonly #decoder: ContentDecoder | null;
+  readonly #keepCopy: boolean;
   // Most bodies arrive in one chunk: hashing starts at the second, and a lone chunk is hashed in
   // one call at the end, which costs half as much as a Hash object fed the same bytes.
   #firstChunk: Buffer | null = null;
@@ -97,12 +108,18 @@ export class BodyCapture {
     this.#maxBytes = Math.max(0, options.maxBytes);
     this.#wanted = options.fields ?? [];
     this.#memory = options.memory ?? UNBOUNDED;
+    this.#keepCopy = options.keep ?? true;
     const kind = bodyKind(options.contentType);
-    this.#multipart = kind === 'multipart' ? MultipartParser.fromContentType(options.contentType, { maxTotalValueBytes: this.#maxBytes }) : null;
+    // Without a copy, multipart text values are held only to find the wanted fields.
+    const valueBytes = this.#keepCopy ? this.#maxBytes : Math.min(this.#maxBytes, NO_COPY_VALUE_BYTES);
+    this.#multipart = kind === 'multipart' ? MultipartParser.fromContentType(options.contentType, { maxTotalValueBytes: valueBytes }) : null;
     this.#kind = kind === 'multipart' && this.#multipart === null ? 'binary' : kind;
-    // Binary bodies are never shown, so never decompressed either.
+    if (!this.#keepCopy && this.#kind === 'json' && this.#wanted.length > 0) this.#scanner = new JsonMemberScanner(this.#wanted);
+    // Binary bodies are never shown, so never decompressed either; without a copy, neither are
+    // bodies nothing is looked for in.
+    const learns = this.#keepCopy || this.#scanner !== null || (this.#multipart !== null && this.#wanted.length > 0);
     this.#decoder =
-      this.#kind === 'binary'
+      this.#kind === 'binary' || !learns
         ? null
         : new ContentDecoder(options.contentEncoding, (chunk) => this.#onContent(chunk), {
             maxQueuedBytes: this.#maxBytes + COMPRESSION_OVERHEAD,
@@ -117,7 +134,7 @@ export class BodyCapture {
   push(chunk: Buffer): void {
     if (this.#result !== null) return;
     this.#bytes += chunk.length;
-    this.#hashChunk(chunk);
+    if (this.#keepCopy) this.#hashChunk(chunk);
     this.#decoder?.push(chunk);
   }
 
@@ -160,10 +177,12 @@ export class BodyCapture {
   }
 
   #digest(): string {
+    if (!this.#keepCopy) return '';
     return this.#hash?.digest('hex') ?? hash('sha256', this.#firstChunk ?? EMPTY, 'hex');
   }
 
   #onContent(chunk: Buffer): void {
+    if (!this.#keepCopy) return this.#learn(chunk);
     if (this.#overBudget) {
       this.#scanner?.push(chunk);
       return;
@@ -181,6 +200,14 @@ export class BodyCapture {
     // Decoding further would only spend CPU (a small gzip body can inflate a thousandfold).
     this.#truncated = true;
     this.#decoder?.stop();
+  }
+
+  /** No copy: the content passes through the field scanner (or multipart parser), up to the cap when decoded. */
+  #learn(chunk: Buffer): void {
+    this.#contentBytes += chunk.length;
+    if (this.#multipart !== null) this.#multipart.push(chunk);
+    else this.#scanner?.push(chunk);
+    if (this.#contentBytes > this.#maxBytes && !this.#readsPastCap()) this.#decoder?.stop();
   }
 
   // Identity content costs nothing more to read on, and may hold multipart parts or `fields`.
@@ -225,7 +252,7 @@ export class BodyCapture {
   }
 
   #render(): Rendered {
-    if (this.#bytes === 0) return { body: null, bodyEncoding: 'omitted', truncated: false };
+    if (this.#bytes === 0 || !this.#keepCopy) return { body: null, bodyEncoding: 'omitted', truncated: false };
     if (this.#overBudget) return this.#omitted('memory_budget');
     if (this.#decoder === null || this.#decoder.failed) return this.#omitted();
     const truncated = this.#truncated || this.#decoder.cutShort;

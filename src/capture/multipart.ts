@@ -2,7 +2,7 @@
 // split anywhere, it records text fields (capped) and file metadata (size, SHA-256), never file bytes.
 import { createHash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import type { MultipartPart } from '../audit/record.ts';
+import type { MultipartPart } from './body-types.ts';
 import { headerParam } from './media-type.ts';
 
 export interface MultipartOptions {

@@ -1,6 +1,6 @@
 // Reads the OpenAI facts of an exchange from parsed (non-streamed) JSON: the request's model
 // and stream flag, and the response's id, model, finish reasons, usage and output text.
-import type { Usage } from '../audit/record.ts';
+import type { Usage } from './body-types.ts';
 import { isObject, stringOrNull, type JsonObject } from './guards.ts';
 import { OutputText } from './output-text.ts';
 import { normalizeUsage } from './usage.ts';

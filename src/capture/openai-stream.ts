@@ -1,6 +1,6 @@
 // Accumulates what the audit record needs from an OpenAI SSE stream: chat.completion.chunk and
 // legacy text_completion chunks, or Responses API events. Fed by `SseParser`, one event at a time.
-import type { Usage } from '../audit/record.ts';
+import type { Usage } from './body-types.ts';
 import { isObject, parseJson, stringOrNull, type JsonObject } from './guards.ts';
 import { OutputText } from './output-text.ts';
 import { normalizeUsage } from './usage.ts';

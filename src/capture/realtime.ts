@@ -1,6 +1,6 @@
 // Sums token usage over a Realtime WebSocket session: each `response.done` server event
 // carries the usage of one model response (`response.usage`, Realtime field names).
-import type { Usage } from '../audit/record.ts';
+import type { Usage } from './body-types.ts';
 import { isObject, parseJson } from './guards.ts';
 import { addUsage, normalizeUsage } from './usage.ts';
 

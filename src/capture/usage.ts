@@ -1,6 +1,6 @@
 // Normalises every OpenAI usage shape (chat, completions, embeddings, Responses, Realtime,
 // audio transcription) into the audit record's `Usage`, and sums usages.
-import type { Usage } from '../audit/record.ts';
+import type { Usage } from './body-types.ts';
 import { countOrNull, isObject, type JsonObject } from './guards.ts';
 
 // Chat/completions say `prompt_tokens_details`, Responses `input_tokens_details`,

@@ -4,7 +4,7 @@
  * paste into the policy file. Nothing is stored: revoking the key is deleting or disabling that entry.
  */
 import { stringify } from 'yaml';
-import { fingerprint } from '../audit/identity.ts';
+import { fingerprint } from '../fingerprint.ts';
 import { isInstitutionName } from '../policy/policy-schema.ts';
 import { newVirtualKey } from '../policy/virtual-key-format.ts';
 import { UsageError } from './usage.ts';

@@ -8,7 +8,7 @@
  * invalid_api_key) so that it never reaches OpenAI. Pure: headers, peer and policy in, identity out.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { fingerprint } from '../audit/identity.ts';
+import { fingerprint } from '../fingerprint.ts';
 import { type Credential, credentialsOf } from './credentials.ts';
 import { InstitutionRequiredError, InvalidApiKeyError } from './errors.ts';
 import type { Policy, VirtualKey } from './types.ts';

@@ -3,7 +3,7 @@
  * to and the audit outcome; `describeError` is the one place that turns any error into what
  * the client, the span's `error.type` and the metric label see.
  */
-import type { Outcome } from '../audit/record.ts';
+import type { Outcome } from './outcome.ts';
 import { AppError } from '../errors.ts';
 
 /** An error the client sees: the base's code and status, with the OpenAI `type` and the audit outcome. */

@@ -11,14 +11,14 @@ import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ClientAbortedError, ClientTimeoutError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
-import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
+import { newExchange, type Exchange, type Observers, type Taps } from './observer.ts';
 import { headProblem } from './request-head.ts';
 import type { Router, UpstreamTarget } from './routes.ts';
 
 export interface ForwarderOptions {
   dispatcher: Dispatcher;
   router: Router;
-  observers: ObserverSet;
+  observers: Observers;
   /** Request headers never forwarded upstream (lower-case), e.g. the institution header. */
   dropHeaders: ReadonlySet<string>;
   forwardedHeaders: boolean;

@@ -1,7 +1,12 @@
 /**
- * The seam between the forwarding core and whatever watches it (capture, audit, metrics,
- * tracing). The core publishes each exchange's lifecycle to taps; a tap that throws is
- * counted and logged, never felt by the client.
+ * The seam between the forwarding core and whatever watches it. Its vocabulary, used everywhere:
+ * - an `Observer` watches every exchange (capture, metrics, tracing); at each exchange's start it
+ *   may open a `Tap`, its view of that one exchange;
+ * - `Observers` is the set of a running proxy's observers; `Observers.start` opens the taps of one
+ *   exchange and returns them as `Taps`, the fan-out the core publishes the lifecycle to.
+ * A tap that throws is counted and logged (its stage named), never felt by the client. What the
+ * capture layer learns of an exchange (its facts) reaches audit, metrics and tracing through
+ * capture/capture-observer.ts, not through here: the core knows nothing of bodies' meaning.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -10,7 +15,7 @@ import { InvalidRequestTargetError, type ProxyError } from './errors.ts';
 import type { ResponseHeaders } from './headers.ts';
 import { parseRequestTarget, refusedTarget, type RequestTarget } from './routes.ts';
 
-/** What the core knows of one exchange; taps read it, only the core writes it. */
+/** What the core knows of one exchange; observers read it, only the core writes it. */
 export interface Exchange {
   readonly id: string;
   readonly kind: 'http' | 'websocket';
@@ -75,10 +80,10 @@ export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Excha
 }
 
 /**
- * One subscriber's view of one exchange, in lifecycle order:
+ * One observer's view of one exchange, in lifecycle order:
  * upstreamRequest -> requestChunk* -> responseHead -> responseChunk* -> end (always, once).
  */
-export interface ExchangeTap {
+export interface Tap {
   /** Headers about to go upstream (flat name/value list); a tap may append to it. */
   upstreamRequest?(headers: string[]): void;
   requestChunk?(chunk: Buffer): void;
@@ -90,21 +95,24 @@ export interface ExchangeTap {
   end?(): void;
 }
 
-export interface ExchangeObserver {
+export interface Observer {
   /** Called when an exchange starts; returns a tap, or nothing to sit this exchange out. */
-  start(exchange: Exchange): ExchangeTap | undefined;
+  start(exchange: Exchange): Tap | undefined;
 }
+
+/** The lifecycle stages a failure is counted under (openai_proxy_observer_failures_total{stage}). */
+export type TapStage = 'start' | 'upstreamRequest' | 'requestChunk' | 'responseHead' | 'responseChunk' | 'message' | 'end';
 
 export type TapFailureHandler = (error: unknown, stage: string) => void;
 
-/** Fans one exchange's events out to every tap, isolating each tap's failures. */
+/** One exchange's taps: fans its events out to each, isolating each tap's failures. */
 export class Taps {
-  readonly #taps: ExchangeTap[];
+  readonly #taps: Tap[];
   readonly #onFailure: TapFailureHandler;
   readonly wantsRequestBody: boolean;
   readonly wantsResponseBody: boolean;
 
-  constructor(taps: ExchangeTap[], onFailure: TapFailureHandler) {
+  constructor(taps: Tap[], onFailure: TapFailureHandler) {
     this.#taps = taps;
     this.#onFailure = onFailure;
     this.wantsRequestBody = taps.some((t) => t.requestChunk !== undefined);
@@ -155,7 +163,7 @@ export class Taps {
     for (const tap of this.#taps) this.#run('end', () => tap.end?.());
   }
 
-  #run(stage: string, fn: () => void): void {
+  #run(stage: TapStage, fn: () => void): void {
     try {
       fn();
     } catch (err) {
@@ -164,21 +172,21 @@ export class Taps {
   }
 }
 
-/** The observers of a running proxy; `start` builds the taps of one exchange. */
-export class ObserverSet {
-  readonly #observers: ExchangeObserver[] = [];
+/** The observers of a running proxy; `start` opens the taps of one exchange. */
+export class Observers {
+  readonly #observers: Observer[] = [];
   readonly #onFailure: TapFailureHandler;
 
   constructor(onFailure: TapFailureHandler) {
     this.#onFailure = onFailure;
   }
 
-  add(observer: ExchangeObserver): void {
+  add(observer: Observer): void {
     this.#observers.push(observer);
   }
 
   start(exchange: Exchange): Taps {
-    const taps: ExchangeTap[] = [];
+    const taps: Tap[] = [];
     for (const observer of this.#observers) {
       try {
         const tap = observer.start(exchange);

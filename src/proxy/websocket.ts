@@ -16,14 +16,14 @@ import {
   type ProxyError,
 } from './errors.ts';
 import { REQUEST_ID_HEADER, upstreamRequestHeaders, type ResponseHeaders } from './headers.ts';
-import { newExchange, type Exchange, type ObserverSet, type Taps } from './observer.ts';
+import { newExchange, type Exchange, type Observers, type Taps } from './observer.ts';
 import { writeRawError, writeRawResponse } from './raw-response.ts';
 import { headProblem } from './request-head.ts';
 import type { Router } from './routes.ts';
 
 export interface WebSocketProxyOptions {
   router: Router;
-  observers: ObserverSet;
+  observers: Observers;
   dropHeaders: ReadonlySet<string>;
   admission: () => ProxyError | null;
   upstreamCa: Buffer | null;

@@ -10,29 +10,25 @@
  * `_OTHER`. A client that hung up is no error of the operation's own: the upstream's answer decides.
  */
 
-/** What the builder reads of an exchange's outcome; an AuditRecord has it. */
+/** What the builder reads of an exchange's outcome (the exchange's facts have it). */
 export interface ErrorFacts {
   outcome: string;
   /** The proxy's own error, `type` being its code. */
   error: { type: string } | null;
-  response: { status: number | null; body: unknown; bodyEncoding: string };
+  /** What the client got: upstream's status, else the proxy's own error status. */
+  status: number | null;
+  /** A 4xx/5xx OpenAI-shaped answer's `error.code`, else its `error.type`. */
+  upstreamErrorCode: string | null;
 }
 
 /** The semconv's fallback when no better name is known. */
 export const OTHER_ERROR_TYPE = '_OTHER';
 
-function providerCode(facts: ErrorFacts): string | null {
-  if (facts.response.bodyEncoding !== 'json') return null;
-  const error = (facts.response.body as { error?: { code?: unknown; type?: unknown } } | null)?.error;
-  for (const value of [error?.code, error?.type]) if (typeof value === 'string' && value !== '') return value;
-  return null;
-}
-
 /** The name of a failure, whichever side failed. */
 export function errorTypeOf(facts: ErrorFacts): string {
   if (facts.error !== null && facts.outcome !== 'client_aborted') return facts.error.type;
-  const status = facts.response.status;
-  if (status !== null && status >= 400) return providerCode(facts) ?? String(status);
+  const status = facts.status;
+  if (status !== null && status >= 400) return facts.upstreamErrorCode ?? String(status);
   return facts.error?.type ?? OTHER_ERROR_TYPE;
 }
 
@@ -41,7 +37,7 @@ export function errorTypeOf(facts: ErrorFacts): string {
  * an exchange that broke; not a client's hang-up before an answer.
  */
 export function operationFailed(facts: ErrorFacts): boolean {
-  return (facts.response.status ?? 0) >= 400 || (facts.outcome !== 'ok' && facts.outcome !== 'client_aborted');
+  return (facts.status ?? 0) >= 400 || (facts.outcome !== 'ok' && facts.outcome !== 'client_aborted');
 }
 
 /** `error.type` of the GenAI operation, undefined when it succeeded. */

@@ -1,13 +1,13 @@
 /**
- * Pure builders from an exchange's audit record to span names and attributes: the HTTP server
- * and client conventions and the GenAI inference conventions. No I/O, unit-tested without sockets.
+ * Pure builders from an exchange's facts (capture/facts.ts) to span names and attributes: the HTTP
+ * server and client conventions and the GenAI inference conventions. No I/O, unit-tested without sockets.
  */
 import type { Attributes } from '@opentelemetry/api';
 import {
   ATTR_ERROR_TYPE,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
 } from '@opentelemetry/semantic-conventions';
-import type { AuditRecord } from '../audit/record.ts';
+import type { ExchangeFacts } from '../capture/facts.ts';
 import { genAiOperationName, openaiApiType } from '../capture/operation.ts';
 import * as sc from './semconv.ts';
 import { errorTypeOf, operationErrorType, operationFailed } from './error-type.ts';
@@ -32,10 +32,10 @@ export function routeTemplate(path: string): string {
 }
 
 /** `chat gpt-4o` for inference calls, per the GenAI conventions; else `{method}`. */
-export function clientSpanName(method: string, record: AuditRecord): string {
-  const operation = genAiOperationName(record.openai?.operation ?? null);
+export function clientSpanName(method: string, facts: ExchangeFacts): string {
+  const operation = genAiOperationName(facts.operation);
   if (operation === null) return method;
-  const model = record.openai?.requestModel;
+  const model = facts.requestModel;
   return model ? `${operation} ${model}` : operation;
 }
 
@@ -57,12 +57,8 @@ function stopSequences(body: unknown): string[] | undefined {
   return Array.isArray(stop) && stop.length > 0 && stop.every((s) => typeof s === 'string') ? stop : undefined;
 }
 
-function requestBody(record: AuditRecord): unknown {
-  return record.request.bodyEncoding === 'json' ? record.request.body : undefined;
-}
-
-function requestParameters(record: AuditRecord): Attributes {
-  const body = requestBody(record);
+function requestParameters(facts: ExchangeFacts): Attributes {
+  const body = facts.requestParameters;
   const n = numberField(body, 'n');
   return {
     [sc.ATTR_GEN_AI_REQUEST_MAX_TOKENS]: numberField(body, 'max_completion_tokens', 'max_output_tokens', 'max_tokens'),
@@ -77,27 +73,26 @@ function requestParameters(record: AuditRecord): Attributes {
 }
 
 /** GenAI attributes for the CLIENT span; empty for calls the conventions do not cover. */
-export function genaiAttributes(record: AuditRecord): Attributes {
-  const openai = record.openai;
-  const operation = genAiOperationName(openai?.operation ?? null);
-  if (openai === null || operation === null) return {};
-  const usage = openai.usage;
-  const ttfb = record.upstreamTtfbMs;
+export function genaiAttributes(facts: ExchangeFacts): Attributes {
+  const operation = genAiOperationName(facts.operation);
+  if (facts.operation === null || operation === null) return {};
+  const usage = facts.usage;
+  const ttfb = facts.ttfbMs;
   return {
     [sc.ATTR_GEN_AI_OPERATION_NAME]: operation,
     [sc.ATTR_GEN_AI_PROVIDER_NAME]: sc.GEN_AI_PROVIDER_NAME_VALUE_OPENAI,
-    [sc.ATTR_OPENAI_API_TYPE]: openaiApiType(openai.operation) ?? undefined,
-    [sc.ATTR_GEN_AI_REQUEST_MODEL]: openai.requestModel ?? undefined,
-    [sc.ATTR_GEN_AI_REQUEST_STREAM]: openai.stream || undefined,
-    [sc.ATTR_GEN_AI_RESPONSE_MODEL]: openai.responseModel ?? undefined,
-    [sc.ATTR_GEN_AI_RESPONSE_ID]: openai.responseId ?? undefined,
-    [sc.ATTR_GEN_AI_RESPONSE_FINISH_REASONS]: openai.finishReasons.length > 0 ? openai.finishReasons : undefined,
-    [sc.ATTR_GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]: openai.stream && ttfb !== null ? ttfb / 1000 : undefined,
+    [sc.ATTR_OPENAI_API_TYPE]: openaiApiType(facts.operation) ?? undefined,
+    [sc.ATTR_GEN_AI_REQUEST_MODEL]: facts.requestModel ?? undefined,
+    [sc.ATTR_GEN_AI_REQUEST_STREAM]: facts.stream || undefined,
+    [sc.ATTR_GEN_AI_RESPONSE_MODEL]: facts.responseModel ?? undefined,
+    [sc.ATTR_GEN_AI_RESPONSE_ID]: facts.responseId ?? undefined,
+    [sc.ATTR_GEN_AI_RESPONSE_FINISH_REASONS]: facts.finishReasons.length > 0 ? facts.finishReasons : undefined,
+    [sc.ATTR_GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]: facts.stream && ttfb !== null ? ttfb / 1000 : undefined,
     [sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS]: usage?.inputTokens ?? undefined,
     [sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]: usage?.outputTokens ?? undefined,
     [sc.ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]: usage?.cachedTokens ?? undefined,
     [sc.ATTR_GEN_AI_USAGE_REASONING_OUTPUT_TOKENS]: usage?.reasoningTokens ?? undefined,
-    ...requestParameters(record),
+    ...requestParameters(facts),
   };
 }
 
@@ -167,27 +162,27 @@ function inputMessages(body: unknown): Message[] | undefined {
  * Opt-in content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT): inputs, outputs and the
  * Responses `instructions` as JSON strings in the GenAI message schema; empty for non-GenAI calls.
  */
-export function contentAttributes(record: AuditRecord): Attributes {
-  if (genAiOperationName(record.openai?.operation ?? null) === null) return {};
-  const body = requestBody(record);
+export function contentAttributes(facts: ExchangeFacts): Attributes {
+  if (genAiOperationName(facts.operation) === null) return {};
+  const body = facts.requestContent;
   const input = inputMessages(body);
   const instructions = field(body, 'instructions');
-  const output = record.openai?.outputText;
+  const output = facts.outputText;
   return {
     [sc.ATTR_GEN_AI_INPUT_MESSAGES]: input === undefined ? undefined : JSON.stringify(input),
     [sc.ATTR_GEN_AI_SYSTEM_INSTRUCTIONS]: typeof instructions === 'string' ? JSON.stringify([text(instructions)]) : undefined,
     [sc.ATTR_GEN_AI_OUTPUT_MESSAGES]:
       output === null || output === undefined
         ? undefined
-        : JSON.stringify([{ role: 'assistant', parts: [text(output)], finish_reason: record.openai?.finishReasons[0] ?? null }]),
+        : JSON.stringify([{ role: 'assistant', parts: [text(output)], finish_reason: facts.finishReasons[0] ?? null }]),
   };
 }
 
 // ---------- errors and span status ----------
 
 /** `error.type` of the exchange's GenAI operation (error-type.ts has the rule); undefined for a success. */
-export function errorType(record: AuditRecord): string | undefined {
-  return operationErrorType(record);
+export function errorType(facts: ExchangeFacts): string | undefined {
+  return operationErrorType(facts);
 }
 
 /** Whether a span failed, with the attributes that say how it ended. */
@@ -197,17 +192,17 @@ export interface SpanOutcome {
   attributes: Attributes;
 }
 
-function outcome(record: AuditRecord, status: number | null, failed: boolean): SpanOutcome {
+function outcome(facts: ExchangeFacts, status: number | null, failed: boolean): SpanOutcome {
   // A hang-up is no error of its own: if the span failed anyway, the status says why (errorTypeOf).
-  const error = failed ? errorTypeOf(record) : undefined;
+  const error = failed ? errorTypeOf(facts) : undefined;
   return {
     error: error !== undefined,
-    message: error === undefined ? undefined : record.error?.message,
+    message: error === undefined ? undefined : facts.error?.message,
     attributes: {
       [ATTR_HTTP_RESPONSE_STATUS_CODE]: status ?? undefined,
       [ATTR_ERROR_TYPE]: error,
-      [sc.ATTR_PROXY_OUTCOME]: record.outcome,
-      [sc.ATTR_PROXY_INSTITUTION]: record.institution ?? undefined,
+      [sc.ATTR_PROXY_OUTCOME]: facts.outcome,
+      [sc.ATTR_PROXY_INSTITUTION]: facts.institution ?? undefined,
     },
   };
 }
@@ -216,10 +211,10 @@ function outcome(record: AuditRecord, status: number | null, failed: boolean): S
  * The SERVER span: what the caller got. Fails on 5xx or a broken exchange; not on 4xx or a
  * refusal (the caller's doing), nor when the caller hung up (no error, per the HTTP conventions).
  */
-export function serverOutcome(record: AuditRecord): SpanOutcome {
-  const status = record.response.status;
-  const broken = record.outcome !== 'ok' && record.outcome !== 'rejected' && record.outcome !== 'client_aborted';
-  return outcome(record, status, (status ?? 0) >= 500 || broken);
+export function serverOutcome(facts: ExchangeFacts): SpanOutcome {
+  const status = facts.status;
+  const broken = facts.outcome !== 'ok' && facts.outcome !== 'rejected' && facts.outcome !== 'client_aborted';
+  return outcome(facts, status, (status ?? 0) >= 500 || broken);
 }
 
 /**
@@ -227,8 +222,8 @@ export function serverOutcome(record: AuditRecord): SpanOutcome {
  * did: the proxy's own 502 is not upstream's status). Fails on any 4xx/5xx or transport error;
  * a caller-initiated abort is no error.
  */
-export function clientOutcome(record: AuditRecord, upstreamStatus: number | null): SpanOutcome {
-  // The record's status is upstream's whenever upstream answered; when the proxy answered in its
+export function clientOutcome(facts: ExchangeFacts, upstreamStatus: number | null): SpanOutcome {
+  // The facts' status is upstream's whenever upstream answered; when the proxy answered in its
   // stead the exchange broke, which fails the span either way: the metric's rule, operationFailed.
-  return outcome(record, upstreamStatus, operationFailed(record) || (upstreamStatus ?? 0) >= 400);
+  return outcome(facts, upstreamStatus, operationFailed(facts) || (upstreamStatus ?? 0) >= 400);
 }

@@ -6,11 +6,12 @@
  * combinations fold into `other` too, counted in openai_proxy_metric_series_overflow_total.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues, type RegistryContentType } from 'prom-client';
-import type { AuditRecord } from '../audit/record.ts';
+import type { FactsConsumer } from '../capture/capture-observer.ts';
+import type { ExchangeFacts } from '../capture/facts.ts';
 import type { MetricsConfig } from '../config.ts';
 import type { MetricsEndpoint } from '../admin.ts';
 import type { MemoryBudgetStats } from '../memory-budget.ts';
-import type { Exchange, ExchangeObserver } from '../proxy/observer.ts';
+import type { Exchange, Observer } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
 import { BoundedLabel, SeriesCap, operationLabel } from './labels.ts';
 import { operationErrorType } from './error-type.ts';
@@ -35,11 +36,6 @@ export interface AuditPipelineStats {
     pendingBytes: number;
   } | null;
   shipper: { shipped: number; retries: number; deadLettered: number; deadLetterFailures: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
-}
-
-export interface ExchangeTimings {
-  /** Time the proxy spent on the exchange itself, not waiting on either side (seconds). */
-  overheadSeconds: number | null;
 }
 
 /** A counter whose label combinations are capped (labels.ts, SeriesCap). */
@@ -84,7 +80,7 @@ interface MetricDefinition<L extends string> {
  */
 const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export class ProxyMetrics implements MetricsEndpoint {
+export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
   readonly registry: Registry<RegistryContentType>;
   readonly #registers: Registry<RegistryContentType>[];
   readonly #maxSeries: number;
@@ -92,6 +88,7 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly #models: BoundedLabel;
   readonly #institutions: BoundedLabel;
   readonly #exemplars: boolean;
+  readonly #traceOf: ((exchange: Exchange) => { traceId: string; spanId: string } | null) | undefined;
   #rendering: Promise<unknown> = Promise.resolve();
 
   readonly requests: CappedCounter<'operation' | 'model' | 'status' | 'institution' | 'outcome'>;
@@ -110,11 +107,21 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly genaiDuration: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
   readonly genaiTokens: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
 
-  constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats; memoryStats: () => MemoryBudgetStats }) {
+  constructor(
+    config: MetricsConfig,
+    options: {
+      exemplars: boolean;
+      auditStats: () => AuditPipelineStats;
+      memoryStats: () => MemoryBudgetStats;
+      /** The exchange's server span, for exemplars. */
+      traceOf?: (exchange: Exchange) => { traceId: string; spanId: string } | null;
+    },
+  ) {
     this.#models = new BoundedLabel(config.maxModels);
     this.#institutions = new BoundedLabel(config.maxInstitutions);
     this.#maxSeries = config.maxSeriesPerMetric;
     this.#exemplars = options.exemplars;
+    this.#traceOf = options.traceOf;
     // prom-client only lets exemplar-carrying metrics join a registry created as OpenMetrics.
     this.registry = new Registry<RegistryContentType>();
     if (options.exemplars) this.registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
@@ -324,8 +331,8 @@ export class ProxyMetrics implements MetricsEndpoint {
     });
   }
 
-  /** Counts exchanges in flight; the rest is recorded from the finished exchange's record. */
-  readonly observer: ExchangeObserver = {
+  /** Counts exchanges in flight; the rest is recorded from the finished exchange's facts. */
+  readonly observer: Observer = {
     start: (exchange) => {
       // Counted here and read at scrape time: a gauge update per exchange start and end would
       // hash and validate its labels twice per request.
@@ -336,49 +343,45 @@ export class ProxyMetrics implements MetricsEndpoint {
     },
   };
 
-  /** Records one finished exchange from its audit record. */
-  observe(record: AuditRecord, timings: ExchangeTimings): void {
-    const operation = operationLabel(record.openai?.operation);
+  /** Records one finished exchange from its facts (a consumer of the capture observer). */
+  facts(exchange: Exchange, facts: ExchangeFacts): void {
+    const operation = operationLabel(facts.operation ?? undefined);
+    const status = facts.status ?? 0;
     // Only a call upstream accepted may give a model its own label: junk model names get 4xx.
-    const accepted = record.outcome === 'ok' && (record.response.status ?? 0) < 400;
-    const model = this.#models.value(record.openai?.requestModel ?? record.openai?.responseModel, accepted);
-    const institution = this.#institutions.value(record.institution);
-    const status = String(record.response.status ?? 0);
-    const exemplar = this.#exemplars && record.trace !== null ? { trace_id: record.trace.traceId, span_id: record.trace.spanId } : undefined;
+    const accepted = facts.outcome === 'ok' && status < 400;
+    const model = this.#models.value(facts.requestModel ?? facts.responseModel, accepted);
+    const institution = this.#institutions.value(facts.institution);
+    const statusLabel = String(status);
+    const exemplar = this.#exemplars ? this.#traceOf?.(exchange) : undefined;
+    const exemplarLabels = exemplar === undefined || exemplar === null ? undefined : { trace_id: exemplar.traceId, span_id: exemplar.spanId };
 
-    this.requests.inc({ operation, model, status, institution, outcome: record.outcome });
-    this.duration.observe({ operation, model, status }, record.durationMs / 1000, exemplar);
-    if (record.upstreamTtfbMs !== null) {
-      this.ttfb.observe({ operation, model, stream: String(record.openai?.stream ?? false) }, record.upstreamTtfbMs / 1000, exemplar);
+    this.requests.inc({ operation, model, status: statusLabel, institution, outcome: facts.outcome });
+    this.duration.observe({ operation, model, status: statusLabel }, facts.durationMs / 1000, exemplarLabels);
+    if (facts.ttfbMs !== null) this.ttfb.observe({ operation, model, stream: String(facts.stream) }, facts.ttfbMs / 1000, exemplarLabels);
+    if (facts.overheadMs !== null) this.overhead.observe({ operation }, facts.overheadMs / 1000);
+    this.requestBytes.inc({ operation }, facts.requestBytes);
+    this.responseBytes.inc({ operation }, facts.responseBytes);
+    if (facts.outcome.startsWith('upstream_')) this.upstreamFailures.inc({ outcome: facts.outcome });
+    if (facts.websocket !== null) {
+      this.wsSessions.inc({ outcome: facts.outcome });
+      this.wsMessages.inc({ direction: 'client' }, facts.websocket.messagesIn);
+      this.wsMessages.inc({ direction: 'upstream' }, facts.websocket.messagesOut);
     }
-    if (timings.overheadSeconds !== null) this.overhead.observe({ operation }, timings.overheadSeconds);
-    this.requestBytes.inc({ operation }, record.request.bytes);
-    this.responseBytes.inc({ operation }, record.response.bytes);
-    if (record.outcome.startsWith('upstream_')) this.upstreamFailures.inc({ outcome: record.outcome });
-    if (record.websocket !== undefined) this.#observeWebSocket(record);
-    this.#observeUsage(record, model, institution);
+    this.#observeUsage(facts, model, institution);
   }
 
-  #observeWebSocket(record: AuditRecord): void {
-    const ws = record.websocket;
-    if (ws === undefined) return;
-    this.wsSessions.inc({ outcome: record.outcome });
-    this.wsMessages.inc({ direction: 'client' }, ws.messagesIn);
-    this.wsMessages.inc({ direction: 'upstream' }, ws.messagesOut);
-  }
-
-  #observeUsage(record: AuditRecord, model: string, institution: string): void {
-    const usage = record.openai?.usage;
-    const genaiOperation = genAiOperationName(record.openai?.operation ?? null);
+  #observeUsage(facts: ExchangeFacts, model: string, institution: string): void {
+    const usage = facts.usage;
+    const genaiOperation = genAiOperationName(facts.operation);
     if (genaiOperation !== null) {
       // The GenAI CLIENT span's error.type, from the same builder, so the two always agree.
-      const errorType = operationErrorType(record) ?? '';
+      const errorType = operationErrorType(facts) ?? '';
       this.genaiDuration.observe(
         { gen_ai_operation_name: genaiOperation, gen_ai_provider_name: 'openai', gen_ai_request_model: model, error_type: errorType },
-        record.durationMs / 1000,
+        facts.durationMs / 1000,
       );
     }
-    if (usage === null || usage === undefined) return;
+    if (usage === null) return;
     const types: Array<[string, number | null]> = [
       ['input', usage.inputTokens],
       ['output', usage.outputTokens],

@@ -29,11 +29,12 @@ import {
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
-import type { AuditRecord } from '../audit/record.ts';
 import type { TracingConfig } from '../config.ts';
-import type { Exchange, ExchangeObserver, ExchangeTap } from '../proxy/observer.ts';
-import { redactQuery } from '../audit/redact-query.ts';
-import { maskKeys } from '../audit/secrets.ts';
+import type { FactsConsumer } from '../capture/capture-observer.ts';
+import type { ExchangeFacts } from '../capture/facts.ts';
+import type { Exchange, Observer, Tap } from '../proxy/observer.ts';
+import { redactQuery } from '../capture/redact-query.ts';
+import { maskKeys } from '../capture/secrets.ts';
 import { genAiOperationName, operationFromPath } from '../capture/operation.ts';
 import { VERSION } from '../version.ts';
 import { ExplicitContextOnly } from './explicit-context.ts';
@@ -77,6 +78,8 @@ interface Spans {
   server: Span;
   client: Span | null;
   firstChunkSeen: boolean;
+  /** Ended: the facts came (kept for traceOf, which other consumers may ask after). */
+  ended: boolean;
   /** The query with credentials redacted, as the spans show it. */
   query: string | null;
   operation: string | null;
@@ -122,7 +125,11 @@ function disableGlobals(): void {
   context.disable();
 }
 
-export class Tracing {
+/**
+ * An observer (its taps start the spans and propagate the context upstream) and a consumer of the
+ * capture's facts (which end them): no audit record is needed, nor any body kept.
+ */
+export class Tracing implements FactsConsumer {
   readonly #sdk: NodeSDK;
   readonly #processor: BatchSpanProcessor;
   readonly #tracer: Tracer;
@@ -159,11 +166,11 @@ export class Tracing {
     return new Tracing(sdk, processor, trace.getTracer(SERVICE_NAME, VERSION), captureContent);
   }
 
-  readonly observer: ExchangeObserver = {
+  readonly observer: Observer = {
     start: (exchange) => this.#start(exchange),
   };
 
-  #start(exchange: Exchange): ExchangeTap {
+  #start(exchange: Exchange): Tap {
     const req = exchange.req;
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     const path = exchange.path;
@@ -190,7 +197,7 @@ export class Tracing {
       },
       parent,
     );
-    const spans: Spans = { server, client: null, firstChunkSeen: false, query, operation };
+    const spans: Spans = { server, client: null, firstChunkSeen: false, ended: false, query, operation };
     this.#spans.set(exchange, spans);
     return {
       upstreamRequest: (headers) => {
@@ -246,25 +253,34 @@ export class Tracing {
     return { traceId, spanId };
   }
 
-  /** Completes the exchange's spans from its audit record. */
-  finish(exchange: Exchange, record: AuditRecord): void {
+  /** Completes the exchange's spans from its facts. */
+  facts(exchange: Exchange, facts: ExchangeFacts): void {
     const spans = this.#spans.get(exchange);
-    if (spans === undefined) return;
-    this.#spans.delete(exchange);
+    if (spans === undefined || spans.ended) return;
+    spans.ended = true;
     const end = epochMs(exchange.endHr ?? performance.now());
-    if (spans.client !== null) {
-      const client = clientOutcome(record, exchange.status);
-      spans.client.updateName(clientSpanName(exchange.method, record));
-      spans.client.setAttributes(client.attributes);
-      spans.client.setAttributes(genaiAttributes(record));
-      if (this.#captureContent) spans.client.setAttributes(contentAttributes(record));
-      if (client.error) spans.client.setStatus({ code: SpanStatusCode.ERROR, message: client.message });
-      spans.client.end(end);
+    // Ended whatever the attributes do: a span left open is never exported.
+    try {
+      if (spans.client !== null) this.#finishClient(spans.client, exchange, facts);
+    } finally {
+      spans.client?.end(end);
+      try {
+        const server = serverOutcome(facts);
+        spans.server.setAttributes(server.attributes);
+        if (server.error) spans.server.setStatus({ code: SpanStatusCode.ERROR, message: server.message });
+      } finally {
+        spans.server.end(end);
+      }
     }
-    const server = serverOutcome(record);
-    spans.server.setAttributes(server.attributes);
-    if (server.error) spans.server.setStatus({ code: SpanStatusCode.ERROR, message: server.message });
-    spans.server.end(end);
+  }
+
+  #finishClient(span: Span, exchange: Exchange, facts: ExchangeFacts): void {
+    const client = clientOutcome(facts, facts.upstreamStatus);
+    span.updateName(clientSpanName(exchange.method, facts));
+    span.setAttributes(client.attributes);
+    span.setAttributes(genaiAttributes(facts));
+    if (this.#captureContent) span.setAttributes(contentAttributes(facts));
+    if (client.error) span.setStatus({ code: SpanStatusCode.ERROR, message: client.message });
   }
 
   forceFlush(): Promise<void> {

@@ -4,7 +4,7 @@
  * OpenAI key's *shape* (`sk-…`, `ek_…`) wherever text is kept. Records and spans only: nothing here
  * touches what is forwarded.
  */
-import { JSON_TEXT, type CapturedBody, type MultipartPart } from './record.ts';
+import { JSON_TEXT, type CapturedBody, type MultipartPart } from './body-types.ts';
 import { AppError } from '../errors.ts';
 
 export const REDACTED = '[redacted]';

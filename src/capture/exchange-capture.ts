@@ -1,20 +1,29 @@
 /**
- * What one exchange's taps have seen so far: body captures, SSE understanding, timings and,
- * for WebSocket sessions, message counts and Realtime usage. Per-chunk work is a hash update,
- * a capped copy and, for SSE only, the incremental parser.
+ * What the capture tap has seen of one exchange so far: body captures, SSE understanding, timings
+ * and, for WebSocket sessions, message counts and Realtime usage. Per-chunk work is a hash update
+ * and a capped copy (only when bodies are kept), the field scanner past the cap or without a copy,
+ * and, for SSE only, the incremental parser.
  */
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Usage } from './record.ts';
-import { BodyCapture } from '../capture/body-capture.ts';
-import { OpenAIStreamAccumulator } from '../capture/openai-stream.ts';
-import { addRealtimeUsageFromMessage } from '../capture/realtime.ts';
-import { SseParser } from '../capture/sse.ts';
+import type { Usage } from './body-types.ts';
+import { BodyCapture } from './body-capture.ts';
+import { OpenAIStreamAccumulator } from './openai-stream.ts';
+import { addRealtimeUsageFromMessage } from './realtime.ts';
+import { SseParser } from './sse.ts';
 import type { MemoryAccount } from '../memory-budget.ts';
 import type { ResponseHeaders } from '../proxy/headers.ts';
 
-const REQUEST_FIELDS = ['model', 'stream'] as const;
-const RESPONSE_FIELDS = ['model', 'id', 'usage', 'object'] as const;
+/**
+ * The request members the facts read: the model, the stream flag and the generation parameters
+ * the GenAI conventions name (gen_ai.request.*).
+ */
+export const REQUEST_FIELDS = [
+  'model', 'stream', 'max_completion_tokens', 'max_output_tokens', 'max_tokens', 'temperature', 'top_p',
+  'frequency_penalty', 'presence_penalty', 'stop', 'seed', 'n',
+] as const;
+/** The response members the facts read when no copy is kept (or past the cap). */
+const RESPONSE_FIELDS = ['model', 'id', 'usage', 'object', 'status', 'choices', 'error'] as const;
 const RESPONSE_DONE = Buffer.from('response.done');
 
 function single(value: string | string[] | undefined): string | null {
@@ -39,14 +48,17 @@ export class ExchangeCapture {
   firstByteHr: number | null = null;
   firstTokenHr: number | null = null;
   websocket: WebSocketCounts | null = null;
+  /** Whether the bodies are copied (for the audit record, or span content); else only facts are learnt. */
+  readonly keepBodies: boolean;
   readonly #maxBytes: number;
   readonly #memory: MemoryAccount | undefined;
   #sse: SseParser | null = null;
 
-  constructor(req: IncomingMessage, maxBytes: number, memory?: MemoryAccount) {
+  constructor(req: IncomingMessage, maxBytes: number, memory?: MemoryAccount, keepBodies = true) {
     const requestHeaders = req.headers;
     this.#maxBytes = maxBytes;
     this.#memory = memory;
+    this.keepBodies = keepBodies;
     this.clientAddress = req.socket.remoteAddress ?? null;
     this.request = new BodyCapture({
       contentType: single(requestHeaders['content-type']),
@@ -54,6 +66,7 @@ export class ExchangeCapture {
       maxBytes,
       fields: REQUEST_FIELDS,
       memory,
+      keep: keepBodies,
     });
   }
 
@@ -61,11 +74,12 @@ export class ExchangeCapture {
     this.responseHeaders = headers;
     const contentType = single(headers['content-type']);
     const contentEncoding = single(headers['content-encoding']);
-    this.response = new BodyCapture({ contentType, contentEncoding, maxBytes: this.#maxBytes, fields: RESPONSE_FIELDS, memory: this.#memory });
+    this.response = new BodyCapture({ contentType, contentEncoding, maxBytes: this.#maxBytes, fields: RESPONSE_FIELDS, memory: this.#memory, keep: this.keepBodies });
     // SSE is parsed as it passes so usage is found however far past the capture cap it lies.
     // A compressed event stream (OpenAI sends none) is captured but not parsed.
     if (contentType?.toLowerCase().startsWith('text/event-stream') && contentEncoding === null) {
-      const stream = new OpenAIStreamAccumulator({ onFirstToken: () => (this.firstTokenHr = performance.now()) });
+      // Without body copies the output text is not assembled: only span content and records show it.
+      const stream = new OpenAIStreamAccumulator({ onFirstToken: () => (this.firstTokenHr = performance.now()), maxOutputChars: this.keepBodies ? undefined : 0 });
       this.stream = stream;
       this.#sse = new SseParser((event, data) => stream.push(event, data));
     }

@@ -6,11 +6,11 @@
  * counts against the memory budget: past it the request is refused (503) rather than held.
  */
 import { Readable } from 'node:stream';
-import { injectIncludeUsage, UsageChunkStripper } from '../capture/stream-usage.ts';
+import { injectIncludeUsage, UsageChunkStripper } from './stream-usage.ts';
 import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
-import { ProxyOverloadedError } from './errors.ts';
-import type { BodyRewriter, BodyRewritePlan } from './forward.ts';
-import type { Exchange } from './observer.ts';
+import { ProxyOverloadedError } from '../proxy/errors.ts';
+import type { BodyRewriter, BodyRewritePlan } from '../proxy/forward.ts';
+import type { Exchange } from '../proxy/observer.ts';
 
 const LIMIT_BYTES = 8 * 1024 * 1024;
 const STREAMING_PATHS = /\/(chat\/)?completions$/;

@@ -1,0 +1,68 @@
+// The layers of src/ and the arrows allowed between them, enforced by lint (eslint.config.js) and
+// tested by test/layers.test.ts: the hot path (proxy/) imports no observer and no exporter; the
+// capture layer produces facts for audit, metrics and tracing and imports none of them; metrics and
+// tracing read facts, never the audit record; only the shipper (and the journal's EJSON line
+// writer) touch MongoDB's packages.
+
+const EXPORTERS = ['@opentelemetry/*', 'prom-client'];
+const DATABASE = ['mongodb', 'bson'];
+
+/** A pattern for each folder named, as imported from a sibling folder of src/. */
+function folders(...names) {
+  return names.flatMap((name) => [`../${name}`, `../${name}/*`]);
+}
+
+/** The `@typescript-eslint/no-restricted-imports` rule refusing these patterns, saying why. */
+function refuse(why, ...groups) {
+  return ['error', { patterns: [{ group: groups.flat(), message: why, allowTypeImports: false }] }];
+}
+
+const RULE = '@typescript-eslint/no-restricted-imports';
+
+export const layers = [
+  {
+    name: 'layers/src',
+    files: ['src/**/*.ts'],
+    rules: { [RULE]: refuse('only the MongoDB shipper (audit/mongo.ts, audit/shipper-*.ts) and the journal line writer use the database packages', DATABASE) },
+  },
+  {
+    name: 'layers/proxy',
+    files: ['src/proxy/**/*.ts'],
+    rules: {
+      [RULE]: refuse(
+        'proxy/ is the hot path: it publishes the exchange to observers (proxy/observer.ts) and imports none of them, nor any exporter or database',
+        folders('audit', 'capture', 'telemetry', 'policy', 'cli'),
+        ['../runtime.ts', '../app.ts', '../admin.ts'],
+        EXPORTERS,
+        DATABASE,
+      ),
+    },
+  },
+  {
+    name: 'layers/capture',
+    files: ['src/capture/**/*.ts'],
+    rules: {
+      [RULE]: refuse('capture/ produces the facts audit, metrics and tracing consume: it imports none of them, nor any exporter or database', folders('audit', 'telemetry', 'policy'), EXPORTERS, DATABASE),
+    },
+  },
+  {
+    name: 'layers/telemetry',
+    files: ['src/telemetry/**/*.ts'],
+    rules: { [RULE]: refuse('telemetry/ consumes the capture facts, not the audit record; it touches no database', folders('audit'), DATABASE) },
+  },
+  {
+    name: 'layers/audit',
+    files: ['src/audit/**/*.ts'],
+    rules: { [RULE]: refuse('audit/ records and ships; metrics and traces are telemetry/ (both consume the capture facts)', folders('telemetry'), EXPORTERS, DATABASE) },
+  },
+  {
+    name: 'layers/audit-shipper',
+    files: ['src/audit/mongo.ts', 'src/audit/shipper-*.ts', 'src/audit/journal-line.ts'],
+    rules: { [RULE]: refuse('audit/ records and ships; metrics and traces are telemetry/ (both consume the capture facts)', folders('telemetry'), EXPORTERS) },
+  },
+  {
+    name: 'layers/policy',
+    files: ['src/policy/**/*.ts'],
+    rules: { [RULE]: refuse('policy/ decides on a request; it neither records (audit/) nor measures (telemetry/)', folders('telemetry', 'audit'), DATABASE) },
+  },
+];

@@ -1,0 +1,101 @@
+/**
+ * The import rules between the layers of src/ (eslint.layers.js, part of eslint.config.js): a bent
+ * arrow in any folder is reported, so `npm run lint` and this test fail on it; the arrows allowed
+ * stay quiet. Runs ESLint's Node API on fixture sources placed (in name only) in each folder.
+ */
+import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ESLint, type Linter } from 'eslint';
+import tseslint from 'typescript-eslint';
+import { layers } from '../eslint.layers.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RULE = '@typescript-eslint/no-restricted-imports';
+
+// Only the layer rules: they need no type information, so the fixtures need not exist on disk.
+const eslint = new ESLint({
+  cwd: ROOT,
+  overrideConfigFile: true,
+  overrideConfig: [{ files: ['**/*.ts'], languageOptions: { parser: tseslint.parser }, plugins: { '@typescript-eslint': tseslint.plugin } }, ...layers],
+});
+
+async function reported(file: string, source: string): Promise<string[]> {
+  const [result] = await eslint.lintText(source, { filePath: join(ROOT, file) });
+  assert.ok(result !== undefined);
+  const fatal = result.messages.filter((m) => m.fatal === true);
+  assert.deepEqual(fatal, [], `${file} parses`);
+  return result.messages.filter((m) => m.ruleId === RULE).map((m) => m.message);
+}
+
+const BENT: Array<[file: string, source: string]> = [
+  ['src/proxy/fixture.ts', "import type { AuditRecord } from '../audit/record.ts';"],
+  ['src/proxy/fixture.ts', "import { BodyCapture } from '../capture/body-capture.ts';"],
+  ['src/proxy/fixture.ts', "import { ProxyMetrics } from '../telemetry/metrics.ts';"],
+  ['src/proxy/fixture.ts', "import { resolveIdentity } from '../policy/identity.ts';"],
+  ['src/proxy/fixture.ts', "import { main } from '../cli/main.ts';"],
+  ['src/proxy/fixture.ts', "import { createRuntime } from '../runtime.ts';"],
+  ['src/proxy/fixture.ts', "import { startProxy } from '../app.ts';"],
+  ['src/proxy/fixture.ts', "import { trace } from '@opentelemetry/api';"],
+  ['src/proxy/fixture.ts', "import { Counter } from 'prom-client';"],
+  ['src/proxy/fixture.ts', "import { MongoClient } from 'mongodb';"],
+  ['src/capture/fixture.ts', "import type { AuditRecord } from '../audit/record.ts';"],
+  ['src/capture/fixture.ts', "import { Tracing } from '../telemetry/tracing.ts';"],
+  ['src/capture/fixture.ts', "import type { Policy } from '../policy/types.ts';"],
+  ['src/capture/fixture.ts', "import { Histogram } from 'prom-client';"],
+  ['src/capture/fixture.ts', "import { EJSON } from 'bson';"],
+  ['src/telemetry/fixture.ts', "import type { AuditRecord } from '../audit/record.ts';"],
+  ['src/telemetry/fixture.ts', "import { MongoClient } from 'mongodb';"],
+  ['src/audit/fixture.ts', "import { ProxyMetrics } from '../telemetry/metrics.ts';"],
+  ['src/audit/fixture.ts', "import { Counter } from 'prom-client';"],
+  ['src/audit/fixture.ts', "import { context } from '@opentelemetry/api';"],
+  ['src/audit/journal.ts', "import { MongoClient } from 'mongodb';"],
+  ['src/audit/mongo.ts', "import { trace } from '@opentelemetry/api';"],
+  ['src/policy/fixture.ts', "import { ProxyMetrics } from '../telemetry/metrics.ts';"],
+  ['src/policy/fixture.ts', "import { fingerprint } from '../audit/identity.ts';"],
+  ['src/fixture.ts', "import { MongoClient } from 'mongodb';"],
+  ['src/cli/fixture.ts', "import { EJSON } from 'bson';"],
+];
+
+test('a bent import in each folder is reported', async () => {
+  for (const [file, source] of BENT) {
+    const messages = await reported(file, `${source}\n`);
+    assert.equal(messages.length, 1, `${file}: ${source} is reported`);
+  }
+});
+
+test('the arrows the layers allow are not reported', async () => {
+  const allowed: Array<[string, string]> = [
+    ['src/proxy/fixture.ts', "import { ProxyError } from './errors.ts';\nimport { request } from 'undici';"],
+    ['src/capture/fixture.ts', "import type { Exchange } from '../proxy/observer.ts';\nimport { UNBOUNDED } from '../memory-budget.ts';"],
+    ['src/telemetry/fixture.ts', "import type { ExchangeFacts } from '../capture/facts.ts';\nimport { Counter } from 'prom-client';\nimport { trace } from '@opentelemetry/api';"],
+    ['src/audit/fixture.ts', "import type { ExchangeFacts } from '../capture/facts.ts';\nimport type { Exchange } from '../proxy/observer.ts';"],
+    ['src/audit/mongo.ts', "import { MongoClient } from 'mongodb';"],
+    ['src/audit/shipper-reader.ts', "import { EJSON } from 'bson';"],
+    ['src/policy/fixture.ts', "import { fingerprint } from '../fingerprint.ts';"],
+    ['src/runtime.ts', "import { Recorder } from './audit/recorder.ts';\nimport { ProxyMetrics } from './telemetry/metrics.ts';"],
+  ];
+  for (const [file, source] of allowed) assert.deepEqual(await reported(file, `${source}\n`), [], `${file}: ${source}`);
+});
+
+test('eslint.config.js applies the layer rules to the files of each folder', async () => {
+  const project = new ESLint({ cwd: ROOT });
+  const files: Record<string, string> = {
+    'layers/src': 'src/log.ts',
+    'layers/proxy': 'src/proxy/observer.ts',
+    'layers/capture': 'src/capture/facts.ts',
+    'layers/telemetry': 'src/telemetry/metrics.ts',
+    'layers/audit': 'src/audit/journal.ts',
+    'layers/audit-shipper': 'src/audit/mongo.ts',
+    'layers/policy': 'src/policy/cost.ts',
+  };
+  for (const layer of layers) {
+    const file = files[layer.name];
+    assert.ok(file !== undefined, `a file for ${layer.name}`);
+    const resolved = (await project.calculateConfigForFile(join(ROOT, file))) as Linter.Config;
+    const [severity, ...options] = resolved.rules?.[RULE] as [unknown, ...unknown[]];
+    assert.equal(severity, 2, `${file}: an error`);
+    assert.deepEqual(options, (layer.rules?.[RULE] as unknown[]).slice(1), `${file} gets ${layer.name}`);
+  }
+});
