@@ -4,7 +4,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import { createJournals, startBenchServer, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
+import { checkoutBeforeTree, removeBeforeTree, type BeforeTree } from './lib/before-tree.ts';
+import { renderComparison } from './lib/compare.ts';
+import { beforeName, createJournals, startBenchServer, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
 import { prepare, startFleet, stopFleet } from './lib/fleet.ts';
 import { judge } from './lib/goals.ts';
 import type { JournalSize } from './lib/journal.ts';
@@ -27,12 +29,25 @@ let interrupted = false;
 process.once('exit', () => {
   killAllNow();
   if (workDir !== null) rmSync(workDir, { recursive: true, force: true });
+  removeBeforeTree();
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     interrupted = true;
     log(`${signal}: stopping all children`);
     void stopAll().finally(() => process.exit(130));
+  });
+}
+
+/**
+ * This tree's endpoints and, with --before, the other tree's proxy variants next to theirs: before
+ * then after in odd rounds, after then before in even ones, so neither always follows the other.
+ */
+function measuredNames(settings: Settings, round: number): Exclude<EndpointName, 'direct'>[] {
+  if (settings.before === null) return settings.variants;
+  return settings.variants.flatMap((variant) => {
+    if (!PROXY_VARIANTS.includes(variant)) return [variant];
+    return round % 2 === 1 ? [beforeName(variant), variant] : [variant, beforeName(variant)];
   });
 }
 
@@ -62,7 +77,10 @@ async function main(): Promise<void> {
     return;
   }
   const settings = parseOptions(process.argv.slice(2));
+  // A ref that names no commit fails here, before anything is compiled.
+  const before: BeforeTree | null = settings.before === null ? null : checkoutBeforeTree(settings.before);
   preflight(settings);
+  const names = measuredNames(settings, 1);
   const dir = (workDir = mkdtempSync(join(os.tmpdir(), 'proxy-bench-')));
 
   log('starting upstream emulator and OTLP sink');
@@ -72,15 +90,17 @@ async function main(): Promise<void> {
   ]);
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
   const sinkUrl = `http://127.0.0.1:${sink.port}`;
-  const journals = createJournals(settings.variants, dir, settings.selfTest);
-  const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest, journals };
-  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null };
+  const journals = createJournals(names, dir, settings.selfTest);
+  const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest, journals, before };
+  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null, readyRssMiB: Number.NaN };
 
   const samples = new Samples();
   const notes: string[] = [];
   for (let round = 1; round <= settings.rounds; round++) {
-    log(`round ${round}/${settings.rounds}: starting ${settings.variants.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
-    const variants = await startFleet(settings.variants, context);
+    const roundNames = measuredNames(settings, round);
+    log(`round ${round}/${settings.rounds}: starting ${roundNames.join(', ')}${settings.selfTest ? ' (self-test: proxy variants are pipe-undici stand-ins)' : ''}`);
+    const variants = await startFleet(roundNames, context);
+    for (const endpoint of variants) samples.add('rssReady', endpoint.name, endpoint.readyRssMiB);
     const endpoints = [direct, ...variants];
     await prepare(endpoints, settings.warmupS);
     // Rotating the order keeps a slow drift of the machine from always favouring the same column.
@@ -100,7 +120,7 @@ async function main(): Promise<void> {
   const sinkCounts = fullRan ? await sinkStats(sinkUrl) : null;
   if (fullRan && sinkCounts?.requests === 0) notes.push('proxy+full exported no spans to the OTLP sink: tracing was not active.');
 
-  const columns: EndpointName[] = ['direct', ...settings.variants];
+  const columns: EndpointName[] = ['direct', ...names];
   const markdown = renderReport({
     settings,
     date: new Date(),
@@ -114,6 +134,7 @@ async function main(): Promise<void> {
     loadStart,
     wrk: { latency: wrkFlags(latencyRun(settings.latencyS)), throughput: wrkFlags(throughputRun(settings.throughputS)) },
     runSeconds: (performance.now() - started) / 1000,
+    comparison: before === null ? '' : renderComparison(samples, settings.variants, before, settings.rounds),
   });
   process.stdout.write(markdown);
   writeFileSync(resolve(ROOT, settings.out), markdown);
@@ -127,4 +148,5 @@ try {
   process.exitCode = 1;
 } finally {
   await stopAll();
+  removeBeforeTree();
 }

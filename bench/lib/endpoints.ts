@@ -1,18 +1,32 @@
 // What is measured: the upstream reached directly, the two baseline pipes and the three proxy
-// variants, each a child process with its own port, and how each one is started.
+// variants (and, with --before, the same variants of another tree), each a child process with its
+// own port, and how each one is started.
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, httpOk, tcpOpen, waitReady } from './ready.ts';
+import type { BeforeTree } from './before-tree.ts';
 import { CALLER_SETTINGS, PROXY_ENTRY } from './paths.ts';
-import { spawnNode } from './processes.ts';
+import { spawnNode, spawnNodeArgs } from './processes.ts';
+import { rssMiB } from './proc-stats.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
 import { Journal } from './journal.ts';
 
 export const VARIANTS = ['pipe-http', 'pipe-undici', 'proxy', 'proxy+audit', 'proxy+full'] as const;
 export type Variant = (typeof VARIANTS)[number];
-export type EndpointName = 'direct' | Variant;
+/** A proxy variant of the --before tree, measured alongside the same variant of this tree. */
+export type BeforeName = `${Variant}@before`;
+export type EndpointName = 'direct' | Variant | BeforeName;
 export const PROXY_VARIANTS: readonly Variant[] = ['proxy', 'proxy+audit', 'proxy+full'];
+
+export function beforeName(variant: Variant): BeforeName {
+  return `${variant}@before`;
+}
+
+/** The variant an endpoint runs, whichever tree it comes from. */
+export function variantOf(name: Exclude<EndpointName, 'direct'>): Variant {
+  return name.endsWith('@before') ? (name.slice(0, -'@before'.length) as Variant) : (name as Variant);
+}
 
 export interface Endpoint {
   name: EndpointName;
@@ -23,6 +37,8 @@ export interface Endpoint {
   /** Where the server's stderr goes; quoted when it dies. */
   logPath: string;
   journal: Journal | null;
+  /** VmRSS once the server answered its readiness check, before any traffic. */
+  readyRssMiB: number;
 }
 
 export interface StartContext {
@@ -31,7 +47,9 @@ export interface StartContext {
   sinkUrl: string;
   selfTest: boolean;
   /** One AUDIT_DIR per auditing variant for the whole run, so restarts keep appending to it. */
-  journals: ReadonlyMap<Variant, Journal>;
+  journals: ReadonlyMap<EndpointName, Journal>;
+  /** The --before tree, for the `…@before` endpoints. */
+  before: BeforeTree | null;
 }
 
 function slug(name: string): string {
@@ -54,13 +72,13 @@ export async function startBenchServer(
 }
 
 /** Creates the audit directories of the auditing variants (none in self-test: stand-ins write nothing). */
-export function createJournals(variants: readonly Variant[], workDir: string, selfTest: boolean): Map<Variant, Journal> {
-  const journals = new Map<Variant, Journal>();
+export function createJournals(names: readonly Exclude<EndpointName, 'direct'>[], workDir: string, selfTest: boolean): Map<EndpointName, Journal> {
+  const journals = new Map<EndpointName, Journal>();
   if (selfTest) return journals;
-  for (const variant of variants.filter((v) => v === 'proxy+audit' || v === 'proxy+full')) {
-    const dir = join(workDir, `audit-${slug(variant)}`);
+  for (const name of names.filter((n) => variantOf(n) === 'proxy+audit' || variantOf(n) === 'proxy+full')) {
+    const dir = join(workDir, `audit-${slug(name)}`);
     mkdirSync(dir);
-    journals.set(variant, new Journal(dir));
+    journals.set(name, new Journal(dir));
   }
   return journals;
 }
@@ -87,18 +105,24 @@ function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS
   }
 }
 
-export async function startVariant(variant: Variant, ctx: StartContext): Promise<Endpoint> {
+export async function startVariant(name: Exclude<EndpointName, 'direct'>, ctx: StartContext): Promise<Endpoint> {
+  const variant = variantOf(name);
   const isProxy = PROXY_VARIANTS.includes(variant);
   if (!isProxy || ctx.selfTest) {
     const file = variant === 'pipe-http' ? 'bench/pipe-http.ts' : 'bench/pipe-undici.ts';
-    const { child, port, logPath } = await startBenchServer(variant, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl }, RUNTIME_FLAGS);
-    return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal: null };
+    const { child, port, logPath } = await startBenchServer(name, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl }, RUNTIME_FLAGS);
+    const pid = child.pid ?? 0;
+    return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal: null, readyRssMiB: rssMiB(pid) };
   }
   const [port, adminPort] = [await freePort(), await freePort()];
-  const journal = ctx.journals.get(variant) ?? null;
-  const logPath = join(ctx.workDir, `${slug(variant)}.stderr.log`);
+  const journal = ctx.journals.get(name) ?? null;
+  const logPath = join(ctx.workDir, `${slug(name)}.stderr.log`);
   const env = { ...proxyEnv(variant, ctx, journal?.dir ?? ''), PORT: String(port), ADMIN_PORT: String(adminPort) };
-  const child = spawnNode(PROXY_ENTRY, env, logPath, RUNTIME_FLAGS);
-  await waitReady(variant, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
-  return { name: variant, baseUrl: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, child, logPath, journal };
+  const before = name === variant ? null : ctx.before;
+  if (name !== variant && before === null) throw new Error(`${name} needs --before`);
+  // Each tree's proxy runs as its own package.json `start` says, from its own checkout.
+  const child = before === null ? spawnNode(PROXY_ENTRY, env, logPath, RUNTIME_FLAGS) : spawnNodeArgs(before.nodeArgs, env, logPath, before.dir);
+  await waitReady(name, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
+  const pid = child.pid ?? 0;
+  return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal, readyRssMiB: rssMiB(pid) };
 }

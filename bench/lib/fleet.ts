@@ -1,6 +1,6 @@
 // The measured servers of one round: started fresh every round (so one process's JIT/GC luck varies
 // between rounds instead of biasing a column for the whole run), verified, warmed up, then stopped.
-import type { Endpoint, StartContext, Variant } from './endpoints.ts';
+import type { Endpoint, EndpointName, StartContext } from './endpoints.ts';
 import { startVariant } from './endpoints.ts';
 import { log } from './log.ts';
 import { stop } from './processes.ts';
@@ -9,8 +9,8 @@ import { runWrk } from './wrk.ts';
 import { pause } from '../scenarios/context.ts';
 import { throughputRun } from '../scenarios/throughput.ts';
 
-export async function startFleet(variants: readonly Variant[], ctx: StartContext): Promise<Endpoint[]> {
-  const started = await Promise.allSettled(variants.map((variant) => startVariant(variant, ctx)));
+export async function startFleet(names: readonly Exclude<EndpointName, 'direct'>[], ctx: StartContext): Promise<Endpoint[]> {
+  const started = await Promise.allSettled(names.map((name) => startVariant(name, ctx)));
   const failed = started.find((result) => result.status === 'rejected');
   if (failed !== undefined) throw failed.reason; // the others are stopped by the harness's cleanup
   return started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));

@@ -1,4 +1,4 @@
-// Command-line options → run settings (rounds, durations, transfer size, variants, self-test).
+// Command-line options → run settings (rounds, durations, transfer size, variants, self-test, --before).
 import { DEFAULT_OUT, SELF_TEST_OUT } from './paths.ts';
 import { VARIANTS, type Variant } from './endpoints.ts';
 
@@ -13,13 +13,17 @@ export interface Settings {
   streamRequests: number;
   transferBytes: number;
   out: string;
+  /** A git ref whose proxy variants are measured alongside this tree's, in the same rounds. */
+  before: string | null;
   argv: string[];
 }
 
 const MiB = 1024 * 1024;
-export const USAGE = `usage: npm run bench -- [--rounds N] [--quick] [--only v1,v2] [--self-test] [--out FILE]
+export const USAGE = `usage: npm run bench -- [--rounds N] [--quick] [--only v1,v2] [--self-test] [--out FILE] [--before REF]
   variants: ${VARIANTS.join(', ')}
-  --self-test  stand the proxy variants in with pipe-undici (to test the harness without src/main.ts)`;
+  --self-test   stand the proxy variants in with pipe-undici (to test the harness without src/main.ts)
+  --before REF  also measure the proxy variants of git REF (checked out in a temporary worktree,
+                started as its package.json start says), as "<variant>@before", same rounds`;
 
 function isVariant(name: string): name is Variant {
   return (VARIANTS as readonly string[]).includes(name);
@@ -31,6 +35,7 @@ export function parseOptions(argv: string[]): Settings {
   let selfTest = false;
   let variants: Variant[] = [...VARIANTS];
   let out: string | undefined;
+  let before: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -42,6 +47,7 @@ export function parseOptions(argv: string[]): Settings {
     else if (arg === '--self-test') selfTest = true;
     else if (arg === '--rounds') rounds = Number(value());
     else if (arg === '--out') out = value();
+    else if (arg === '--before') before = value();
     else if (arg === '--only') {
       const names = value().split(',').map((name) => name.trim());
       const unknown = names.filter((name) => !isVariant(name));
@@ -51,6 +57,7 @@ export function parseOptions(argv: string[]): Settings {
   }
   const chosenRounds = rounds ?? (quick ? 2 : 5);
   if (!Number.isInteger(chosenRounds) || chosenRounds < 1) throw new Error(`--rounds must be a positive integer\n${USAGE}`);
+  if (before !== null && selfTest) throw new Error(`--before measures real proxies; it does not go with --self-test\n${USAGE}`);
   return {
     rounds: chosenRounds,
     quick,
@@ -65,6 +72,7 @@ export function parseOptions(argv: string[]): Settings {
     streamRequests: quick ? 6 : 10,
     transferBytes: (quick ? 32 : 200) * MiB,
     out: out ?? (selfTest ? SELF_TEST_OUT : DEFAULT_OUT),
+    before,
     argv,
   };
 }

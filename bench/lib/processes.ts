@@ -22,10 +22,15 @@ export function isRunning(child: ChildProcess): boolean {
  * the proxy runs compiled, as `npm start` runs it), stdout discarded and stderr appended to `logPath`.
  */
 export function spawnNode(file: string, env: NodeJS.ProcessEnv, logPath: string, nodeFlags: readonly string[] = []): ChildProcess {
+  return spawnNodeArgs([...nodeFlags, ...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file], env, logPath, ROOT);
+}
+
+/** `node <args>` in `cwd` (another tree's proxy runs from its own checkout), output as spawnNode's. */
+export function spawnNodeArgs(args: readonly string[], env: NodeJS.ProcessEnv, logPath: string, cwd: string): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
     // A file, not a pipe: a chatty child then costs the driver nothing and can never block on us.
-    return track(spawn(process.execPath, [...nodeFlags, ...(file.endsWith('.ts') ? ['--import', 'tsx'] : []), file], { cwd: ROOT, env, stdio: ['ignore', 'ignore', fd] }));
+    return track(spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'ignore', fd] }));
   } finally {
     closeSync(fd);
   }

@@ -22,6 +22,8 @@ export interface ReportInput {
   /** wrk flags of the latency and throughput scenarios. */
   wrk: { latency: string; throughput: string };
   runSeconds: number;
+  /** The `--before` section (bench/lib/compare.ts), or '' without --before. */
+  comparison: string;
 }
 
 type Format = (value: number) => string;
@@ -174,7 +176,7 @@ ${metricsTable(input)}
 ## Targets
 
 ${verdictTable(input.verdicts)}
-${auditSection(input)}
+${input.comparison}${auditSection(input)}
 ## Per-round values
 
 ${perRoundTable(input)}

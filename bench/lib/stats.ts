@@ -6,7 +6,8 @@ export type MetricKey =
   | 'rps' | 'xUndici' | 'xHttp' | 'cpuUs' | 'cpuVsUndici'
   | 'ttfb' | 'addedTtfb' | 'worstGap'
   | 'dlSeconds' | 'dlRss' | 'ulSeconds' | 'ulRss'
-  | 'auditRecordsPerS' | 'auditMBPerS' | 'auditRecordsPerRequest';
+  | 'auditRecordsPerS' | 'auditMBPerS' | 'auditRecordsPerRequest'
+  | 'rssReady' | 'rssPeak';
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;

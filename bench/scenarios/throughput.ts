@@ -1,7 +1,8 @@
 // Scenario 2: throughput at concurrency 64 (wrk -t2 -c64), as ratios to both baselines within the
-// round, and the server's CPU time per request; for proxy+audit also the journal's sustained
-// write rate (scenario 5).
+// round, the server's CPU time per request and its peak RSS; for proxy+audit also the journal's
+// sustained write rate (scenario 5).
 import { cpuSeconds } from '../lib/cpu.ts';
+import { watchPeakRss } from '../lib/proc-stats.ts';
 import type { Endpoint, EndpointName } from '../lib/endpoints.ts';
 import type { WrkResult } from '../lib/wrk-parse.ts';
 import { runWrk, type WrkRun } from '../lib/wrk.ts';
@@ -35,7 +36,13 @@ export async function throughput(ctx: RoundContext): Promise<void> {
   const cpu = new Map<EndpointName, number>();
   for (const endpoint of ctx.order) {
     const cpuBefore = cpuSeconds(endpoint.pid);
-    const result = await measure(ctx, endpoint);
+    const rss = watchPeakRss(endpoint.pid);
+    let result: WrkResult;
+    try {
+      result = await measure(ctx, endpoint);
+    } finally {
+      ctx.samples.add('rssPeak', endpoint.name, rss.stop().peakMiB);
+    }
     // For proxy+audit and proxy+full, read once their journal has settled (see measure).
     const cpuUs = ((cpuSeconds(endpoint.pid) - cpuBefore) * 1e6) / Math.max(1, result.requests);
     noteSocketErrors(ctx, endpoint, 'throughput', result);
