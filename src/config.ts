@@ -32,6 +32,14 @@ export interface Config {
   audit: AuditConfig;
   metrics: MetricsConfig;
   genaiCaptureContent: boolean;
+  /** POLICY_FILE, or null: without it the proxy decides no identity (the header is believed as before). */
+  policy: PolicyConfig | null;
+}
+
+export interface PolicyConfig {
+  path: string;
+  /** Where the file's `upstreamKey: { env }` entries are looked up, at start and on each reload. */
+  env: Readonly<Record<string, string | undefined>>;
 }
 
 /** What one client connection may hold: time for its head, idle time, body stalls, how many at once. */
@@ -180,6 +188,14 @@ function institutions(env: Env): ReadonlyMap<string, string> {
   return map;
 }
 
+function policyFile(env: Env): PolicyConfig | null {
+  const path = raw(env, 'POLICY_FILE');
+  if (path === undefined) return null;
+  // The file itself is read and checked by the runtime's PolicyStore (reloads read it again).
+  if (!/\.(ya?ml|json)$/i.test(path)) throw new ConfigError('POLICY_FILE', `"${path}" must end in .yaml, .yml or .json (the format is chosen by extension)`);
+  return { path, env };
+}
+
 function tls(env: Env): Config['tls'] {
   const certPath = raw(env, 'TLS_CERT_FILE');
   const keyPath = raw(env, 'TLS_KEY_FILE');
@@ -266,5 +282,6 @@ export function loadConfig(env: Env = process.env): Config {
       maxSeriesPerMetric: int(env, 'METRICS_MAX_SERIES_PER_METRIC', 5000, 100, 1_000_000),
     },
     genaiCaptureContent: bool(env, 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', false),
+    policy: policyFile(env),
   };
 }

@@ -5,6 +5,7 @@ import { startProxy } from './app.ts';
 import { createRuntime } from './runtime.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { errorMessage, log } from './log.ts';
+import { PolicyFileError } from './policy/policy-file.ts';
 
 function configOrExit(): Config {
   try {
@@ -18,9 +19,22 @@ function configOrExit(): Config {
   }
 }
 
+/** A bad POLICY_FILE stops the start like a bad variable: exit 2, one line per problem in the file. */
+async function runtimeOrExit(config: Config): ReturnType<typeof createRuntime> {
+  try {
+    return await createRuntime(config);
+  } catch (err) {
+    if (err instanceof PolicyFileError) {
+      process.stderr.write(`openai-api-proxy: invalid policy file (POLICY_FILE):\n${err.problems.map((p) => `  ${p}\n`).join('')}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   const config = configOrExit();
-  const runtime = await createRuntime(config);
+  const runtime = await runtimeOrExit(config);
   const proxy = await startProxy(config, runtime.components);
   log.info('proxy listening', { url: proxy.url, admin: proxy.adminUrl, upstream: config.upstreamUrl.href });
 

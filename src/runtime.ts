@@ -10,10 +10,12 @@ import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
+import { policyAdmission } from './policy/policy-admission.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
 import type { ExchangeObserver } from './proxy/observer.ts';
 import { StreamUsageInjector } from './proxy/stream-usage.ts';
-import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
+import { ProxyMetrics, type AuditPipelineStats, type PolicyReloadStats } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
 import { tracingRequested } from './telemetry/tracing-enabled.ts';
 
@@ -25,6 +27,8 @@ export interface Runtime {
   tracing: Tracing | null;
   /** What exchanges hold against MEMORY_BUDGET_BYTES (`stats` for /healthz and metrics). */
   memory: MemoryBudget;
+  /** POLICY_FILE, loaded and followed (SIGHUP, file changes); null without it. */
+  policy: PolicyStore | null;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
   close(): Promise<void>;
 }
@@ -33,7 +37,18 @@ type Env = Record<string, string | undefined>;
 
 const JOURNAL_HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
+/** Throws PolicyFileError, before anything is opened, when POLICY_FILE is bad (main.ts exits 2). */
 export async function createRuntime(config: Config, env: Env = process.env): Promise<Runtime> {
+  const policyReloads: PolicyReloadStats = { ok: 0, error: 0 };
+  const policy =
+    config.policy === null
+      ? null
+      : new PolicyStore(config.policy.path, {
+          env: config.policy.env,
+          defaultInstitutionHeader: config.audit.institutionHeader,
+          legacyInstitutions: config.audit.institutions,
+          onReload: (result) => void policyReloads[result === 'success' ? 'ok' : 'error']++,
+        });
   const tracing = tracingRequested(env) ? (await import('./telemetry/tracing.ts')).Tracing.start(env, config.genaiCaptureContent) : null;
   const shipping = config.audit.mongodbUri !== null;
   const memory = new MemoryBudget(config.memoryBudgetBytes);
@@ -67,7 +82,12 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     journal: journal === null ? null : { ...journal.stats, writable: journal.writable },
     shipper: shipper?.stats() ?? null,
   });
-  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats, memoryStats: () => memory.stats }) : null;
+  const metrics = config.metrics.enabled ? new ProxyMetrics(config.metrics, {
+        exemplars: tracing !== null,
+        auditStats,
+        memoryStats: () => memory.stats,
+        policyReloads: policy === null ? null : () => policyReloads,
+      }) : null;
   const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {
@@ -89,7 +109,8 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
           maxBodyBytes: config.audit.maxBodyBytes,
           batchMs: recordBatchMs(journal === null ? null : config.audit.fsync),
           redactor: new HeaderRedactor(config.audit.redactHeaders),
-          institutions: new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions),
+          // With a policy, admission decides whose each exchange is (exchange.identity).
+          institutions: policy === null ? new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions) : null,
           traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
           usageInjected: (exchange) => injector?.injected(exchange) ?? false,
           sinks,
@@ -103,21 +124,26 @@ export async function createRuntime(config: Config, env: Env = process.env): Pro
     admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
   }
 
+  policy?.watch();
+
   return {
     journal,
     shipper,
     metrics,
     tracing,
     memory,
+    policy,
     components: {
       observers,
       admission,
+      ...(policy === null ? {} : { identity: policyAdmission(() => policy.current()) }),
       bodyRewriter: injector,
       metrics,
-      health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null }),
+      health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null, policy: policy?.status() ?? null }),
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
+      policy?.close();
       await recorder?.close();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));

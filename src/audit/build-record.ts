@@ -20,6 +20,7 @@ export interface RecordContext {
   redactor: HeaderRedactor;
   apiKey: ApiKeyIdentity | null;
   institution: string | null;
+  institutionSource: AuditRecord['institutionSource'];
   trace: { traceId: string; spanId: string } | null;
   usageInjected: boolean;
 }
@@ -116,6 +117,7 @@ export async function buildRecord(ctx: RecordContext): Promise<AuditRecord> {
     durationMs,
     upstreamTtfbMs: ttfbMs(exchange, capture, stream),
     institution: ctx.institution,
+    institutionSource: ctx.institutionSource ?? null,
     client: { address: capture.clientAddress, userAgent: req.headers['user-agent'] ?? null },
     apiKey: ctx.apiKey,
     upstream: exchange.origin ?? '',

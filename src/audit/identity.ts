@@ -118,9 +118,15 @@ export class InstitutionResolver {
   }
 
   resolve(headers: IncomingHttpHeaders, key: ApiKeyIdentity | null): string | null {
+    return this.resolveWithSource(headers, key).institution;
+  }
+
+  /** Without POLICY_FILE: the header is believed from anyone, then INSTITUTIONS_FILE by key. */
+  resolveWithSource(headers: IncomingHttpHeaders, key: ApiKeyIdentity | null): { institution: string | null; source: 'key' | 'header' | null } {
     const fromHeader = headers[this.#header];
     const value = Array.isArray(fromHeader) ? fromHeader[0] : fromHeader;
-    if (value !== undefined && value.trim() !== '') return value.trim();
-    return key === null ? null : (this.#byFingerprint.get(key.fingerprint) ?? null);
+    if (value !== undefined && value.trim() !== '') return { institution: value.trim(), source: 'header' };
+    const institution = key === null ? undefined : this.#byFingerprint.get(key.fingerprint);
+    return institution === undefined ? { institution: null, source: null } : { institution, source: 'key' };
   }
 }

@@ -28,7 +28,11 @@ export interface RecorderOptions {
   /** How long ended exchanges wait to have their records built together; 0 builds each at once. */
   batchMs: number;
   redactor: HeaderRedactor;
-  institutions: InstitutionResolver;
+  /**
+   * Without POLICY_FILE, how the institution is found (header, then INSTITUTIONS_FILE); null when
+   * admission decides it (exchange.identity) and an exchange it never saw has none.
+   */
+  institutions: InstitutionResolver | null;
   traceOf: (exchange: Exchange) => { traceId: string; spanId: string } | null;
   usageInjected: (exchange: Exchange) => boolean;
   sinks: RecordSink[];
@@ -73,13 +77,16 @@ export class Recorder implements ExchangeObserver {
 
   async #emit(exchange: Exchange, capture: ExchangeCapture): Promise<void> {
     const options = this.#options;
-    const apiKey = identify(apiKeyOf(exchange.req.headers));
+    const identity = exchange.identity;
+    const apiKey = identity?.apiKey ?? identify(apiKeyOf(exchange.req.headers));
+    const who = identity ?? options.institutions?.resolveWithSource(exchange.req.headers, apiKey) ?? null;
     const record = await buildRecord({
       exchange,
       capture,
       redactor: options.redactor,
       apiKey,
-      institution: options.institutions.resolve(exchange.req.headers, apiKey),
+      institution: who?.institution ?? null,
+      institutionSource: who?.source ?? null,
       trace: options.traceOf(exchange),
       usageInjected: options.usageInjected(exchange),
     });

@@ -36,6 +36,12 @@ export interface AuditPipelineStats {
   shipper: { shipped: number; retries: number; deadLettered: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
 }
 
+/** Policy file reloads since start (POLICY_FILE), by result. */
+export interface PolicyReloadStats {
+  ok: number;
+  error: number;
+}
+
 export interface ExchangeTimings {
   /** Time the proxy spent on the exchange itself, not waiting on either side (seconds). */
   overheadSeconds: number | null;
@@ -109,7 +115,16 @@ export class ProxyMetrics implements MetricsEndpoint {
   readonly genaiDuration: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'error_type'>;
   readonly genaiTokens: CappedHistogram<'gen_ai_operation_name' | 'gen_ai_provider_name' | 'gen_ai_request_model' | 'gen_ai_token_type'>;
 
-  constructor(config: MetricsConfig, options: { exemplars: boolean; auditStats: () => AuditPipelineStats; memoryStats: () => MemoryBudgetStats }) {
+  constructor(
+    config: MetricsConfig,
+    options: {
+      exemplars: boolean;
+      auditStats: () => AuditPipelineStats;
+      memoryStats: () => MemoryBudgetStats;
+      /** Null without POLICY_FILE: no series then. */
+      policyReloads?: (() => PolicyReloadStats) | null;
+    },
+  ) {
     this.#models = new BoundedLabel(config.maxModels);
     this.#institutions = new BoundedLabel(config.maxInstitutions);
     this.#maxSeries = config.maxSeriesPerMetric;
@@ -211,6 +226,26 @@ export class ProxyMetrics implements MetricsEndpoint {
     );
     this.#auditGauges(options.auditStats, registers);
     this.#memoryGauges(options.memoryStats, registers);
+    if (options.policyReloads != null) this.#policyReloads(options.policyReloads, registers);
+  }
+
+  /** POLICY_FILE reloads (SIGHUP or a file change), by result; an error kept the previous policy. */
+  #policyReloads(stats: () => PolicyReloadStats, registers: Registry<RegistryContentType>[]): void {
+    const last: PolicyReloadStats = { ok: 0, error: 0 };
+    new Counter({
+      name: 'openai_proxy_policy_reloads_total',
+      help: 'Policy file reloads by result: ok (swapped in for new requests) or error (the previous policy stays in force).',
+      labelNames: ['result'],
+      registers,
+      collect(this: Counter<'result'>) {
+        const now = stats();
+        for (const result of ['ok', 'error'] as const) {
+          // inc(0) too, so both series exist from the first scrape (an alert needs one to watch).
+          this.inc({ result }, now[result] - last[result]);
+          last[result] = now[result];
+        }
+      },
+    });
   }
 
   /** A counter labelled from traffic: its label combinations are capped. */
