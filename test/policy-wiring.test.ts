@@ -350,7 +350,14 @@ ${withNewKey ? `  - { fingerprint: ${fingerprint(NEW_VIRTUAL)}, institution: gam
   before(async () => {
     dir.write('gamma-secret.txt', `${REAL_V1}\n`);
     path = dir.write('policy.yaml', policyWith(false));
-    reloading = await startTestProxy({ UPSTREAM_URL: upstream.url, POLICY_FILE: path, OPENAI_API_KEY_ACME: ACME_REAL, METRICS_ENABLED: 'true' });
+    reloading = await startTestProxy({
+      UPSTREAM_URL: upstream.url,
+      POLICY_FILE: path,
+      OPENAI_API_KEY_ACME: ACME_REAL,
+      METRICS_ENABLED: 'true',
+      AUDIT_ENABLED: 'true',
+      AUDIT_DIR: join(dir.dir, 'audit'),
+    });
   });
 
   after(async () => {
@@ -360,6 +367,16 @@ ${withNewKey ? `  - { fingerprint: ${fingerprint(NEW_VIRTUAL)}, institution: gam
 
   test('both result series exist from the start', async () => {
     assert.equal(await reloads(), 'openai_proxy_policy_reloads_total{result="error"} 0\nopenai_proxy_policy_reloads_total{result="ok"} 0');
+  });
+
+  test('without institutionHeader, INSTITUTION_HEADER is believed from no one (and still not forwarded)', async () => {
+    const reply = await post(reloading, { authorization: `Bearer ${UNMAPPED_KEY}`, 'x-institution-id': 'law' });
+    assert.equal(reply.status, 200);
+    assert.equal(lastUpstream().headers['x-institution-id'], undefined);
+    const record = await recordOf(reloading, reply.id);
+    assert.equal(record.institution, null);
+    assert.equal(record.institutionSource, null);
+    assert.equal(record.apiKey?.fingerprint, fingerprint(UNMAPPED_KEY));
   });
 
   test('a key added to the file works without a restart (file change)', async () => {
