@@ -49,6 +49,14 @@ institutionHeader:
 `;
 }
 
+// Everything the proxies log (one JSON line per event on stderr) is kept to be searched for keys.
+let logged = '';
+const stderrWrite = process.stderr.write.bind(process.stderr);
+process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+  logged += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+  return stderrWrite(chunk, ...rest);
+});
+
 const files = policyDir();
 let upstream: Upstream;
 let receiver: OtlpReceiver;
@@ -430,4 +438,9 @@ test('a bad POLICY_FILE at start: exit 2 with the problem at its place in the fi
   } finally {
     dir.remove();
   }
+});
+
+test('the logs never hold a real key or a virtual key', () => {
+  assert.match(logged, /policy reload failed/, 'the logs of this file were captured');
+  for (const secret of [ACME_REAL, ACME_VIRTUAL, 'sk-real-rotating-']) assert.ok(!logged.includes(secret), `no ${secret.slice(0, 12)}… in the logs`);
 });
