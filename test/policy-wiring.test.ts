@@ -334,11 +334,11 @@ describe('reload', () => {
   let reloading: TestProxy;
   let path: string;
 
-  const policyWith = (withNewKey: boolean): string =>
+  const policyWith = (withNewKey: boolean, disabled = false): string =>
     `version: 1
 virtualKeys:
   - { fingerprint: ${fingerprint(ACME_VIRTUAL)}, institution: acme, upstreamKey: { env: OPENAI_API_KEY_ACME } }
-${withNewKey ? `  - { fingerprint: ${fingerprint(NEW_VIRTUAL)}, institution: gamma, upstreamKey: { file: gamma-secret.txt } }\n` : ''}`;
+${withNewKey ? `  - { fingerprint: ${fingerprint(NEW_VIRTUAL)}, institution: gamma, upstreamKey: { file: gamma-secret.txt }, disabled: ${disabled} }\n` : ''}`;
 
   async function health(): Promise<{ sha256: string; lastError: string | null }> {
     const body = (await (await request(`${reloading.adminUrl}/healthz`)).body.json()) as { policy: { sha256: string; lastError: string | null } };
@@ -416,6 +416,29 @@ ${withNewKey ? `  - { fingerprint: ${fingerprint(NEW_VIRTUAL)}, institution: gam
     assert.match(await reloads(), /result="error"\} 1/);
     const reply = await post(reloading, { authorization: `Bearer ${NEW_VIRTUAL}` });
     assert.equal(reply.status, 200, 'the old policy still admits its keys');
+  });
+
+  test('a session admitted under the old policy keeps going after its key is revoked; a new one is refused', async () => {
+    const url = wsUrl(reloading.url, '/v1/realtime?model=gpt-realtime');
+    const ws = new WebSocket(url, ['realtime', `openai-insecure-api-key.${NEW_VIRTUAL}`]);
+    await once(ws, 'open');
+    const before = (await health()).sha256;
+    writeFileSync(path, policyWith(true, true));
+    await until(async () => (await health()).sha256 !== before, 10_000, 'the revocation to be loaded');
+    assert.equal((await health()).lastError, null);
+    const done = new Promise<void>((resolve) => {
+      ws.on('message', (data: Buffer) => (JSON.parse(data.toString('utf8')) as { type: string }).type === 'response.done' && resolve());
+    });
+    ws.send(JSON.stringify({ type: 'response.create' }));
+    await done;
+    ws.close();
+    await once(ws, 'close');
+    const refused = new WebSocket(url, ['realtime', `openai-insecure-api-key.${NEW_VIRTUAL}`]);
+    const [, response] = (await once(refused, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage];
+    refused.on('error', () => undefined);
+    refused.terminate();
+    assert.equal(response.statusCode, 401);
+    assert.equal((await post(reloading, { authorization: `Bearer ${NEW_VIRTUAL}` })).status, 401);
   });
 });
 
