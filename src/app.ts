@@ -10,11 +10,12 @@ import type { Dispatcher } from 'undici';
 import { createAdminServer, type MetricsEndpoint } from './admin.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage } from './log.ts';
+import { ADMITTED, refusedBy, type AdmissionDecision, type AdmissionHook } from './proxy/admission.ts';
 import { createDispatcher } from './proxy/dispatcher.ts';
 import { WebSocketEgress } from './proxy/egress.ts';
 import { CutByShutdownError, MethodNotAllowedError, ExpectationFailedError, ShuttingDownError, type ProxyError } from './proxy/errors.ts';
 import { createForwarder, type BodyRewriter } from './proxy/forward.ts';
-import { newExchange, Observers, type Observer } from './proxy/observer.ts';
+import { newExchange, Observers, type Exchange, type Observer } from './proxy/observer.ts';
 import { writeRawError } from './proxy/raw-response.ts';
 import { REQUEST_ID_HEADER } from './proxy/headers.ts';
 import { Router } from './proxy/routes.ts';
@@ -24,8 +25,10 @@ import { VERSION } from './version.ts';
 
 export interface Components {
   observers: Observer[];
-  /** Extra refusal checks (e.g. AUDIT_REQUIRED with an unwritable journal). */
+  /** Extra refusal checks (e.g. AUDIT_REQUIRED with an unwritable journal); /readyz asks them too. */
   admission: Array<() => ProxyError | null>;
+  /** Whose exchange this is and what to rewrite for it (POLICY_FILE); asked first, per exchange. */
+  identity?: AdmissionHook;
   bodyRewriter?: BodyRewriter;
   metrics: MetricsEndpoint | null;
   health: () => Record<string, unknown>;
@@ -75,12 +78,20 @@ export async function startProxy(config: Config, components: Components): Promis
   for (const observer of components.observers) observers.add(observer);
   const dropHeaders = new Set([config.audit.institutionHeader]);
   if (config.forwardedHeaders) for (const h of ['x-forwarded-for', 'x-forwarded-proto']) dropHeaders.add(h);
-  const admission = (): ProxyError | null => {
+  const checks = (): ProxyError | null => {
     for (const check of components.admission) {
       const refused = check();
       if (refused !== null) return refused;
     }
     return null;
+  };
+  const identity = components.identity;
+  // Identity first, so that a request the checks refuse is still recorded as its institution's.
+  const admission = (exchange: Exchange): AdmissionDecision => {
+    const decision = identity === undefined ? ADMITTED : identity(exchange);
+    if (decision.refusal !== null) return decision;
+    const refused = checks();
+    return refused === null ? decision : refusedBy(refused, decision.identity);
   };
 
   const forward = createForwarder({
@@ -99,7 +110,7 @@ export async function startProxy(config: Config, components: Components): Promis
     observers,
     dropHeaders,
     // Unlike a request on a kept-alive connection, a new session would outlive the drain.
-    admission: () => (draining ? new ShuttingDownError('proxy is shutting down') : admission()),
+    admission: (exchange) => (draining ? refusedBy(new ShuttingDownError('proxy is shutting down')) : admission(exchange)),
     upstreamCa: config.upstreamCa,
     handshakeTimeoutMs: Math.min(config.upstreamTimeoutMs, 60_000),
     egressAgent: (origin) => egress.agentFor(origin),
@@ -152,7 +163,7 @@ export async function startProxy(config: Config, components: Components): Promis
     health: () => ({ status: 'ok', version: VERSION, uptimeSeconds: (Date.now() - startedAt) / 1000, draining, ...components.health() }),
     ready: () => {
       if (draining) return { ready: false, reason: 'draining' };
-      const refused = admission();
+      const refused = checks();
       return refused === null ? { ready: true } : { ready: false, reason: refused.code };
     },
     metrics: components.metrics,

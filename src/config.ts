@@ -35,6 +35,14 @@ export interface Config {
   /** OpenTelemetry traces; null when off (no endpoint, OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none). */
   tracing: TracingConfig | null;
   genaiCaptureContent: boolean;
+  /** POLICY_FILE, or null: without it the proxy decides no identity (the header is believed as before). */
+  policy: PolicyConfig | null;
+}
+
+export interface PolicyConfig {
+  path: string;
+  /** Where the file's `upstreamKey: { env }` entries are looked up, at start and on each reload. */
+  env: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -204,6 +212,14 @@ function institutions(env: Env): ReadonlyMap<string, string> {
     map.set(fingerprint, institution);
   }
   return map;
+}
+
+function policyFile(env: Env): PolicyConfig | null {
+  const path = raw(env, 'POLICY_FILE');
+  if (path === undefined) return null;
+  // The file itself is read and checked by the runtime's PolicyStore (reloads read it again).
+  if (!/\.(ya?ml|json)$/i.test(path)) throw new ConfigError('POLICY_FILE', `"${path}" must end in .yaml, .yml or .json (the format is chosen by extension)`);
+  return { path, env };
 }
 
 function tls(env: Env): Config['tls'] {
@@ -385,5 +401,6 @@ function readConfig(env: Env): Config {
     },
     tracing: tracing(env),
     genaiCaptureContent: bool(env, 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', false),
+    policy: policyFile(env),
   };
 }

@@ -6,11 +6,17 @@ import { createRuntime } from './runtime.ts';
 import { MongoShipperConfigError } from './audit/mongo.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { errorMessage, log } from './log.ts';
+import { PolicyFileError } from './policy/policy-file.ts';
 
 /** Every configuration error, whichever module finds it, stops start-up with one line and exit 2. */
 function exitIfConfigError(err: unknown): void {
   if (err instanceof ConfigError || err instanceof MongoShipperConfigError) {
     process.stderr.write(`openai-api-proxy: invalid configuration: ${err.message}\n`);
+    process.exit(2);
+  }
+  // A bad POLICY_FILE likewise, with one line per problem in the file.
+  if (err instanceof PolicyFileError) {
+    process.stderr.write(`openai-api-proxy: invalid policy file (POLICY_FILE):\n${err.problems.map((p) => `  ${p}\n`).join('')}`);
     process.exit(2);
   }
 }

@@ -19,9 +19,11 @@ import { StreamUsageInjector } from './capture/stream-usage-injector.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
+import { policyAdmission } from './policy/policy-admission.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
 import type { Observer } from './proxy/observer.ts';
-import { ProxyMetrics, type AuditPipelineStats } from './telemetry/metrics.ts';
+import { ProxyMetrics, type AuditPipelineStats, type PolicyReloadStats } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
 
 export interface Runtime {
@@ -36,13 +38,26 @@ export interface Runtime {
   recorder: Recorder | null;
   /** What exchanges hold against MEMORY_BUDGET_BYTES (`stats` for /healthz and metrics). */
   memory: MemoryBudget;
+  /** POLICY_FILE, loaded and followed (SIGHUP, file changes); null without it. */
+  policy: PolicyStore | null;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
   close(): Promise<void>;
 }
 
 const JOURNAL_HIGH_WATER_BYTES = 16 * 1024 * 1024;
 
+/** Throws PolicyFileError, before anything is opened, when POLICY_FILE is bad (main.ts exits 2). */
 export async function createRuntime(config: Config): Promise<Runtime> {
+  const policyReloads: PolicyReloadStats = { ok: 0, error: 0 };
+  const policy =
+    config.policy === null
+      ? null
+      : new PolicyStore(config.policy.path, {
+          env: config.policy.env,
+          defaultInstitutionHeader: config.audit.institutionHeader,
+          legacyInstitutions: config.audit.institutions,
+          onReload: (result) => void policyReloads[result === 'success' ? 'ok' : 'error']++,
+        });
   // The SDK is loaded only when tracing is on: off, it costs nothing at all.
   const tracing = config.tracing === null ? null : (await import('./telemetry/tracing.ts')).Tracing.start(config.tracing, config.genaiCaptureContent);
   const shipping = config.audit.mongodbUri !== null;
@@ -78,7 +93,13 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     shipper: shipper?.stats() ?? null,
   });
   const metrics = config.metrics.enabled
-    ? new ProxyMetrics(config.metrics, { exemplars: tracing !== null, auditStats, memoryStats: () => memory.stats, traceOf: (exchange) => tracing?.traceOf(exchange) ?? null })
+    ? new ProxyMetrics(config.metrics, {
+        exemplars: tracing !== null,
+        auditStats,
+        memoryStats: () => memory.stats,
+        traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
+        policyReloads: policy === null ? null : () => policyReloads,
+      })
     : null;
   const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
 
@@ -98,10 +119,16 @@ export async function createRuntime(config: Config): Promise<Runtime> {
         });
   // Span content (opt-in) is read from the bodies, as the audit record is.
   const captureContent = tracing !== null && config.genaiCaptureContent;
+  // With a policy, admission has decided whose each exchange is (exchange.identity); without one,
+  // the header is believed, then INSTITUTIONS_FILE by the key's fingerprint.
   const institutions = new InstitutionResolver(config.audit.institutionHeader, config.audit.institutions);
-  const identifyClient: Identify = (req) => {
-    const apiKey = identify(apiKeyOf(req.headers));
-    return { apiKey, institution: institutions.resolve(req.headers, apiKey) };
+  const identifyClient: Identify = (exchange) => {
+    const decided = exchange.identity;
+    if (decided !== null && decided !== undefined) return { apiKey: decided.apiKey, institution: decided.institution, institutionSource: decided.source };
+    const apiKey = identify(apiKeyOf(exchange.req.headers));
+    if (policy !== null) return { apiKey, institution: null, institutionSource: null };
+    const { institution, source } = institutions.resolveWithSource(exchange.req.headers, apiKey);
+    return { apiKey, institution, institutionSource: source };
   };
   const capture =
     recorder === null && metrics === null && tracing === null
@@ -129,6 +156,8 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
   }
 
+  policy?.watch();
+
   return {
     journal,
     shipper,
@@ -137,15 +166,18 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     capture,
     recorder,
     memory,
+    policy,
     components: {
       observers,
       admission,
+      ...(policy === null ? {} : { identity: policyAdmission(() => policy.current()) }),
       bodyRewriter: injector,
       metrics,
-      health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null }),
+      health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null, policy: policy?.status() ?? null }),
       onTapFailure: (stage) => metrics?.tapFailures.inc({ stage }),
     },
     async close() {
+      policy?.close();
       await capture?.close();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));

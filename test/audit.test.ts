@@ -74,6 +74,7 @@ describe('records by content type', () => {
     assert.ok(record.endedAt.getTime() >= record.startedAt.getTime());
     assert.ok(record.durationMs > 0 && record.upstreamTtfbMs !== null && record.upstreamTtfbMs <= record.durationMs);
     assert.equal(record.institution, 'faculty-of-law');
+    assert.equal(record.institutionSource, 'header', 'without POLICY_FILE the header is believed, as before');
     assert.deepEqual(record.client, { address: '127.0.0.1', userAgent: 'audit-test/1.0' });
     assert.deepEqual(record.apiKey, { fingerprint: fingerprint(API_KEY), hint: 'sk-…cdef' });
     assert.equal(record.upstream, upstream.url);
@@ -199,6 +200,7 @@ describe('identity', () => {
     await res.body.dump();
     const record = await recordOf(proxy, String(res.headers['x-proxy-request-id']));
     assert.equal(record.institution, 'faculty-of-medicine');
+    assert.equal(record.institutionSource, 'key');
   });
 
   test('no institution, no key: both null', async () => {
@@ -206,6 +208,7 @@ describe('identity', () => {
     await res.body.dump();
     const record = await recordOf(proxy, String(res.headers['x-proxy-request-id']));
     assert.equal(record.institution, null);
+    assert.equal(record.institutionSource, null);
     assert.equal(record.apiKey, null);
   });
 });

@@ -100,6 +100,26 @@ test('INSTITUTIONS_FILE maps fingerprints to institutions; a malformed file is r
   assert.throws(() => loadConfig({ INSTITUTIONS_FILE: broken }), /INSTITUTIONS_FILE: institution for "x" must be a string/);
 });
 
+test('POLICY_FILE: unset is no policy; set, its path and the environment its upstreamKey entries are read from', () => {
+  assert.equal(loadConfig({}).policy, null);
+  const env = { POLICY_FILE: ' /etc/proxy/policy.yaml ', OPENAI_API_KEY_ACME: 'sk-real' };
+  const policy = loadConfig(env).policy;
+  assert.equal(policy?.path, '/etc/proxy/policy.yaml');
+  assert.equal(policy?.env, env, 'the same environment config.ts reads, not process.env');
+  assert.equal(loadConfig({ POLICY_FILE: 'p.JSON' }).policy?.path, 'p.JSON');
+  assert.equal(loadConfig({ POLICY_FILE: 'p.yml' }).policy?.path, 'p.yml');
+  assert.throws(() => loadConfig({ POLICY_FILE: '/etc/proxy/policy.toml' }), /POLICY_FILE: "\/etc\/proxy\/policy\.toml" must end in \.yaml, \.yml or \.json/);
+});
+
+test('INSTITUTIONS_FILE keeps working with POLICY_FILE: both are in the config', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const inst = join(dir, 'inst.json');
+  writeFileSync(inst, '{"sha256:0123456789abcdef":"faculty-of-law"}');
+  const config = loadConfig({ INSTITUTIONS_FILE: inst, POLICY_FILE: join(dir, 'policy.yaml') });
+  assert.equal(config.audit.institutions.get('sha256:0123456789abcdef'), 'faculty-of-law');
+  assert.equal(config.policy?.path, join(dir, 'policy.yaml'));
+});
+
 test('a bad value stops start-up with one line naming the variable', async () => {
   const run = promisify(execFile);
   await assert.rejects(

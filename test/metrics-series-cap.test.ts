@@ -132,7 +132,7 @@ const EXCHANGE: Exchange = newExchange({ method: 'POST', url: '/v1/x', headers: 
 /** The facts the capture hands metrics for one such exchange (capture/facts.ts). */
 function facts(operation: string, model: string, institution: string, status: number): ExchangeFacts {
   return {
-    ...exchangeFacts(EXCHANGE, { apiKey: null, institution }),
+    ...exchangeFacts(EXCHANGE, { apiKey: null, institution, institutionSource: 'header' }),
     ...openai(operation, model),
     status,
     upstreamStatus: status,

@@ -79,6 +79,7 @@ export function buildRecord(ctx: RecordContext): AuditRecord {
     durationMs: facts.durationMs,
     upstreamTtfbMs: facts.ttfbMs,
     institution: facts.institution,
+    institutionSource: facts.institutionSource,
     client: { address: facts.clientAddress, userAgent: req.headers['user-agent'] ?? null },
     apiKey: facts.apiKey,
     upstream: exchange.origin ?? '',

@@ -5,10 +5,10 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from './record.ts';
-import { fingerprint } from '../fingerprint.ts';
+import { fingerprint, identify, type ApiKeyIdentity } from '../fingerprint.ts';
 import { isSecretName, maskKeys, REDACTED } from '../capture/secrets.ts';
 
-export { fingerprint };
+export { fingerprint, identify, type ApiKeyIdentity };
 
 export { REDACTED };
 const ALWAYS_REDACTED = ['authorization', 'api-key', 'openai-api-key', 'cookie', 'set-cookie', 'proxy-authorization'];
@@ -21,11 +21,6 @@ const SUBPROTOCOL_KEYS = new RegExp(SUBPROTOCOL_KEY.source, 'gi');
 // RFC 6750 §2.1: the credential is everything after the scheme (trailing spaces are not sent).
 const BEARER = /^Bearer\s+(.+)$/is;
 
-export interface ApiKeyIdentity {
-  fingerprint: string;
-  hint: string;
-}
-
 export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
   const authorization = headers.authorization;
   if (authorization !== undefined) {
@@ -36,13 +31,6 @@ export function apiKeyOf(headers: IncomingHttpHeaders): string | null {
   if (typeof apiKey === 'string' && apiKey !== '') return apiKey;
   const protocol = headers['sec-websocket-protocol'];
   return protocol === undefined ? null : (SUBPROTOCOL_KEY.exec(protocol)?.[2] ?? null);
-}
-
-
-export function identify(key: string | null): ApiKeyIdentity | null {
-  if (key === null) return null;
-  const last4 = key.length > 8 ? key.slice(-4) : '';
-  return { fingerprint: fingerprint(key), hint: `${key.startsWith('sk-') ? 'sk-' : ''}…${last4}` };
 }
 
 /**
@@ -117,9 +105,15 @@ export class InstitutionResolver {
   }
 
   resolve(headers: IncomingHttpHeaders, key: ApiKeyIdentity | null): string | null {
+    return this.resolveWithSource(headers, key).institution;
+  }
+
+  /** Without POLICY_FILE: the header is believed from anyone, then INSTITUTIONS_FILE by key. */
+  resolveWithSource(headers: IncomingHttpHeaders, key: ApiKeyIdentity | null): { institution: string | null; source: 'key' | 'header' | null } {
     const fromHeader = headers[this.#header];
     const value = Array.isArray(fromHeader) ? fromHeader[0] : fromHeader;
-    if (value !== undefined && value.trim() !== '') return value.trim();
-    return key === null ? null : (this.#byFingerprint.get(key.fingerprint) ?? null);
+    if (value !== undefined && value.trim() !== '') return { institution: value.trim(), source: 'header' };
+    const institution = key === null ? undefined : this.#byFingerprint.get(key.fingerprint);
+    return institution === undefined ? { institution: null, source: null } : { institution, source: 'key' };
   }
 }

@@ -48,6 +48,8 @@ export interface AuditRecord {
   durationMs: number;
   upstreamTtfbMs: number | null;
   institution: string | null;
+  /** How `institution` was found (shared/design/policy-file.md, "Records"); always set on records the proxy builds. */
+  institutionSource?: 'virtual_key' | 'key' | 'header' | null;
   client: { address: string | null; userAgent: string | null };
   apiKey: { fingerprint: string; hint: string } | null;
   upstream: string;

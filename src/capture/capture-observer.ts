@@ -102,7 +102,7 @@ export class CaptureObserver implements Observer {
 
 function safeFacts(exchange: Exchange, identify: Identify | undefined): ExchangeFacts {
   try {
-    return exchangeFacts(exchange, identify?.(exchange.req) ?? null);
+    return exchangeFacts(exchange, identify?.(exchange) ?? null);
   } catch {
     return exchangeFacts(exchange, null);
   }

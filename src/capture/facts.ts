@@ -5,7 +5,6 @@
  * request id) and how it went (outcome, error, timings, bytes, WebSocket counts). Field names
  * follow the audit record's `openai` section (shared/design/audit-record.md).
  */
-import type { IncomingMessage } from 'node:http';
 import { describeError } from '../proxy/errors.ts';
 import type { ResponseHeaders } from '../proxy/headers.ts';
 import type { Exchange } from '../proxy/observer.ts';
@@ -21,9 +20,11 @@ import { maskKeys, maskKeysOrNull, redactBody } from './secrets.ts';
 export interface ClientIdentity {
   apiKey: { fingerprint: string; hint: string } | null;
   institution: string | null;
+  /** How the institution was known (the policy file's contract): null when it was not. */
+  institutionSource: 'virtual_key' | 'key' | 'header' | null;
 }
 
-export type Identify = (req: IncomingMessage) => ClientIdentity;
+export type Identify = (exchange: Exchange) => ClientIdentity;
 
 export interface ExchangeFacts {
   /** The API operation (capture/operation.ts), null off the OpenAI API. */
@@ -66,6 +67,7 @@ export interface ExchangeFacts {
   websocket: { messagesIn: number; messagesOut: number; bytesIn: number; bytesOut: number } | null;
   apiKey: ClientIdentity['apiKey'];
   institution: string | null;
+  institutionSource: ClientIdentity['institutionSource'];
 }
 
 /** The bodies as captured, for the audit record: only when some consumer asked for them. */
@@ -143,12 +145,13 @@ export function exchangeFacts(exchange: Exchange, identity: ClientIdentity | nul
     websocket: null,
     apiKey: identity?.apiKey ?? null,
     institution: identity?.institution ?? null,
+    institutionSource: identity?.institutionSource ?? null,
   };
 }
 
 /** The facts of a finished exchange from its capture, once its bodies are finished. */
 export function factsFromCapture(exchange: Exchange, capture: ExchangeCapture, captured: CapturedExchange, options: FactsOptions): ExchangeFacts {
-  const facts = exchangeFacts(exchange, options.identify?.(exchange.req) ?? null);
+  const facts = exchangeFacts(exchange, options.identify?.(exchange) ?? null);
   const { request, response, responseHeaders } = captured;
   facts.clientAddress = capture.clientAddress;
   facts.requestBytes = request.bytes;

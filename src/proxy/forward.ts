@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { AdmissionHook } from './admission.ts';
 import { ClientAbortedError, ClientTimeoutError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type Observers, type Taps } from './observer.ts';
@@ -22,8 +23,8 @@ export interface ForwarderOptions {
   /** Request headers never forwarded upstream (lower-case), e.g. the institution header. */
   dropHeaders: ReadonlySet<string>;
   forwardedHeaders: boolean;
-  /** Refuses a request before it is forwarded (draining, audit unavailable), or null. */
-  admission: () => ProxyError | null;
+  /** Decides before anything is forwarded: refuse, or forward with the rewrites it gives. */
+  admission: AdmissionHook;
   /** Optional rewrite of the request/response bodies (STREAM_USAGE=inject). */
   bodyRewriter?: BodyRewriter;
   /** CLIENT_BODY_TIMEOUT_MS: the longest the request body may send no byte. */
@@ -200,18 +201,21 @@ class ForwardedExchange {
     const req = this.#req;
     const malformed = headProblem(req);
     if (malformed !== null) return this.refuse(malformed);
-    const refused = options.admission();
-    if (refused !== null) return this.#fail(refused);
+    const decision = options.admission(this.#exchange);
+    this.#exchange.identity = decision.identity;
+    if (decision.refusal !== null) return this.#fail(decision.refusal);
     if (this.#exchange.targetError !== null) return this.#fail(this.#exchange.targetError);
     const upstream = options.router.resolve(this.#exchange);
     this.#origin = upstream.origin;
     this.#exchange.origin = upstream.origin;
     this.#exchange.upstreamPath = upstream.pathname;
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders);
+    let headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders);
     if (options.forwardedHeaders) {
       headers.push(...forwardedHeaders(req.headers, req.socket.remoteAddress, 'encrypted' in req.socket));
     }
     this.#taps.upstreamRequest(headers);
+    // After the taps: what they keep of the head is what the client sent (never a swapped-in key).
+    if (decision.rewrite !== null) headers = decision.rewrite.headers(headers);
 
     const plan = options.bodyRewriter?.plan(this.#exchange) ?? null;
     let body: Readable | Buffer | null = hasBody(req) ? req : null;

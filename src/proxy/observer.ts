@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { ExchangeIdentity } from './admission.ts';
 import { InvalidRequestTargetError, type ProxyError } from './errors.ts';
 import type { ResponseHeaders } from './headers.ts';
 import { parseRequestTarget, refusedTarget, type RequestTarget } from './routes.ts';
@@ -44,6 +45,8 @@ export interface Exchange {
   endHr: number | null;
   /** Time the proxy spent on the exchange itself before and after upstream answered (ms). */
   overheadMs: number | null;
+  /** Whose exchange this is, from the admission decision; null when admission did not say (or never ran). */
+  identity: ExchangeIdentity | null;
 }
 
 /** A fresh exchange for a request that has just arrived. */
@@ -76,6 +79,7 @@ export function newExchange(req: IncomingMessage, kind: Exchange['kind']): Excha
     error: null,
     endHr: null,
     overheadMs: null,
+    identity: null,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Agent, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { AdmissionHook } from './admission.ts';
 import {
   ClientAbortedError,
   MalformedRequestError,
@@ -25,7 +26,8 @@ export interface WebSocketProxyOptions {
   router: Router;
   observers: Observers;
   dropHeaders: ReadonlySet<string>;
-  admission: () => ProxyError | null;
+  /** Decides before the upstream handshake: refuse, or open it with the rewrites it gives. */
+  admission: AdmissionHook;
   upstreamCa: Buffer | null;
   handshakeTimeoutMs: number;
   /** The agent that tunnels to an upstream origin through the egress proxy, or undefined. */
@@ -125,15 +127,22 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
       return rejectHandshake(socket, exchange, new UnsupportedUpgradeError('only WebSocket upgrades are proxied; send HTTP/1.1 without Upgrade'));
     }
-    const refused = headProblem(req) ?? options.admission();
-    if (refused !== null) return rejectHandshake(socket, exchange, refused);
+    const malformed = headProblem(req);
+    if (malformed !== null) return rejectHandshake(socket, exchange, malformed);
+    const decision = options.admission(exchange);
+    exchange.identity = decision.identity;
+    if (decision.refusal !== null) return rejectHandshake(socket, exchange, decision.refusal);
+    const rewrite = decision.rewrite;
     if (exchange.targetError !== null) return rejectHandshake(socket, exchange, exchange.targetError);
     const resolved = options.router.resolve(exchange);
     exchange.origin = resolved.origin;
     exchange.upstreamPath = resolved.pathname;
-    const flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
+    let flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
     taps.upstreamRequest(flat);
-    const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    // After the taps: what they keep of the head is what the client sent (never a swapped-in key).
+    if (rewrite !== null) flat = rewrite.headers(flat);
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    const protocols = rewrite === null ? offered : rewrite.subprotocols(offered);
 
     exchange.upstreamStartHr = performance.now();
     let upstream: WebSocket;
@@ -202,7 +211,9 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
       socket.off('close', clientGone);
       exchange.status = 101;
       exchange.responseHeadHr = performance.now();
-      if (upstream.protocol !== '') chosenProtocol.set(req, upstream.protocol);
+      // The client is confirmed its own entry (a rewritten one, such as a swapped key, stays upstream's).
+      const chosen = rewrite === null ? upstream.protocol : rewrite.clientSubprotocol(upstream.protocol, offered);
+      if (chosen !== '') chosenProtocol.set(req, chosen);
       const requestId = upstreamResponseHeaders['x-request-id'];
       extraHeaders.set(req, [`${REQUEST_ID_HEADER}: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
       // ws answers a bad client handshake itself and never calls back: the upstream must not outlive it.

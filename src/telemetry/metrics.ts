@@ -38,6 +38,12 @@ export interface AuditPipelineStats {
   shipper: { shipped: number; retries: number; deadLettered: number; deadLetterFailures: number; lagRecords: number; lagSeconds: number; up: boolean } | null;
 }
 
+/** Policy file reloads since start (POLICY_FILE), by result. */
+export interface PolicyReloadStats {
+  ok: number;
+  error: number;
+}
+
 /** A counter whose label combinations are capped (labels.ts, SeriesCap). */
 export class CappedCounter<L extends string> {
   constructor(
@@ -115,6 +121,8 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       memoryStats: () => MemoryBudgetStats;
       /** The exchange's server span, for exemplars. */
       traceOf?: (exchange: Exchange) => { traceId: string; spanId: string } | null;
+      /** Null without POLICY_FILE: no series then. */
+      policyReloads?: (() => PolicyReloadStats) | null;
     },
   ) {
     this.#models = new BoundedLabel(config.maxModels);
@@ -219,6 +227,26 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
     );
     this.#auditGauges(options.auditStats, registers);
     this.#memoryGauges(options.memoryStats, registers);
+    if (options.policyReloads != null) this.#policyReloads(options.policyReloads, registers);
+  }
+
+  /** POLICY_FILE reloads (SIGHUP or a file change), by result; an error kept the previous policy. */
+  #policyReloads(stats: () => PolicyReloadStats, registers: Registry<RegistryContentType>[]): void {
+    const last: PolicyReloadStats = { ok: 0, error: 0 };
+    new Counter({
+      name: 'openai_proxy_policy_reloads_total',
+      help: 'Policy file reloads by result: ok (swapped in for new requests) or error (the previous policy stays in force).',
+      labelNames: ['result'],
+      registers,
+      collect(this: Counter<'result'>) {
+        const now = stats();
+        for (const result of ['ok', 'error'] as const) {
+          // inc(0) too, so both series exist from the first scrape (an alert needs one to watch).
+          this.inc({ result }, now[result] - last[result]);
+          last[result] = now[result];
+        }
+      },
+    });
   }
 
   /** A counter labelled from traffic: its label combinations are capped. */

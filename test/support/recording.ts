@@ -23,9 +23,10 @@ export function recordingObserver(options: RecordingOptions): CaptureObserver {
     maxBodyBytes: options.maxBodyBytes ?? 1024,
     keepBodies: true,
     batchMs: options.batchMs,
-    identify: (req) => {
-      const apiKey = identify(apiKeyOf(req.headers));
-      return { apiKey, institution: institutions.resolve(req.headers, apiKey) };
+    identify: (exchange) => {
+      const apiKey = identify(apiKeyOf(exchange.req.headers));
+      const { institution, source } = institutions.resolveWithSource(exchange.req.headers, apiKey);
+      return { apiKey, institution, institutionSource: source };
     },
     memory: options.memory,
     backpressure: options.backpressure,

@@ -525,7 +525,9 @@ function upgradeRejection(req: http.IncomingMessage, url: URL): number {
   if (url.pathname !== '/v1/realtime') return 404;
   const forced = int(header(req, 'x-test-status'), 0);
   if (forced > 0) return forced;
-  const insecureKey = header(req, 'sec-websocket-protocol')?.includes('openai-insecure-api-key.');
+  // The lower-case prefix, unless `x-test-pick-protocol: key` asks for a server that takes it in any case.
+  const offered = header(req, 'sec-websocket-protocol');
+  const insecureKey = (header(req, 'x-test-pick-protocol') === 'key' ? offered?.toLowerCase() : offered)?.includes('openai-insecure-api-key.');
   return req.headers.authorization || insecureKey ? 0 : 401;
 }
 
@@ -593,7 +595,14 @@ class Emulator implements Upstream {
   private waiters: { n: number; resolve: () => void }[] = [];
   private readonly wss = new WebSocketServer({
     noServer: true,
-    handleProtocols: (offered) => (offered.has('realtime') ? 'realtime' : false),
+    // `x-test-pick-protocol: key`: a server that confirms the key entry (openai-insecure-api-key.<key>, any case).
+    handleProtocols: (offered, req) => {
+      if (header(req, 'x-test-pick-protocol') === 'key') {
+        const key = [...offered].find((p) => p.toLowerCase().startsWith('openai-insecure-api-key.'));
+        if (key !== undefined) return key;
+      }
+      return offered.has('realtime') ? 'realtime' : false;
+    },
   });
 
   constructor(private readonly server: http.Server | https.Server) {

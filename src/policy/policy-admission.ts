@@ -1,0 +1,70 @@
+/**
+ * The policy's part of admission: whose exchange this is (identity.ts, the contract's order) and
+ * what the core must change on the way upstream: the virtual key swapped for its upstream key
+ * wherever the client put it, and the policy's institution header left out. The policy is taken
+ * once per exchange; a reload mid-exchange does not change what this exchange was decided under.
+ */
+import { identify } from '../fingerprint.ts';
+import type { AdmissionDecision, AdmissionHook, ExchangeIdentity, UpstreamRewrite } from '../proxy/admission.ts';
+import { refusedBy } from '../proxy/admission.ts';
+import { ProxyError } from '../proxy/errors.ts';
+import { clientSubprotocol, swapCredentialHeaders, swapSubprotocols } from './credential-swap.ts';
+import { type Identity, resolveIdentity } from './identity.ts';
+import type { Policy } from './types.ts';
+
+export function policyAdmission(current: () => Policy): AdmissionHook {
+  return (exchange) => {
+    const policy = current();
+    const req = exchange.req;
+    let identity: Identity;
+    try {
+      identity = resolveIdentity(policy, req.headers, req.socket.remoteAddress);
+    } catch (err) {
+      if (err instanceof ProxyError) return refusedBy(err);
+      throw err;
+    }
+    const facts: ExchangeIdentity = {
+      institution: identity.institution,
+      source: identity.source,
+      apiKey: identify(identity.credential?.key ?? null),
+    };
+    const swap = identity.virtualKey === null ? null : identity.virtualKey.upstreamKey;
+    const header = policy.institutionHeader.name;
+    if (swap === null && req.headers[header] === undefined) return { refusal: null, identity: facts, rewrite: null };
+    const virtualKey = identity.credential?.key ?? '';
+    return { refusal: null, identity: facts, rewrite: new PolicyRewrite(header, swap === null ? null : { virtualKey, upstream: swap }) } satisfies AdmissionDecision;
+  };
+}
+
+interface Swap {
+  virtualKey: string;
+  /** Revealed only when the headers are built: nothing else holds the real key as a string. */
+  upstream: { reveal(): string };
+}
+
+class PolicyRewrite implements UpstreamRewrite {
+  readonly #dropHeader: string;
+  readonly #swap: Swap | null;
+
+  constructor(dropHeader: string, swap: Swap | null) {
+    this.#dropHeader = dropHeader;
+    this.#swap = swap;
+  }
+
+  headers(flat: readonly string[]): string[] {
+    const kept: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      // The institution header says whom to bill; OpenAI has no use for it (contract: never forwarded).
+      if ((flat[i] as string).toLowerCase() !== this.#dropHeader) kept.push(flat[i] as string, flat[i + 1] as string);
+    }
+    return this.#swap === null ? kept : swapCredentialHeaders(kept, this.#swap.virtualKey, this.#swap.upstream.reveal());
+  }
+
+  subprotocols(offered: readonly string[]): string[] {
+    return this.#swap === null ? offered.slice() : swapSubprotocols(offered, this.#swap.virtualKey, this.#swap.upstream.reveal());
+  }
+
+  clientSubprotocol(chosen: string, offered: readonly string[]): string {
+    return clientSubprotocol(chosen, offered, this.subprotocols(offered));
+  }
+}
