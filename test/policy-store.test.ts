@@ -87,6 +87,7 @@ test('a good change is swapped in for new requests; a request keeps its snapshot
     loadedAt: store.current().source.loadedAt.toISOString(),
     lastError: null,
     lastErrorAt: null,
+    notEnforced: ['limits'],
   });
   const inFlight = store.current();
 
@@ -275,4 +276,17 @@ test('an observer that throws does not break the reload', () => {
   writeFileSync(path, policyWith(11));
   assert.equal(store.reload(), 'success');
   assert.equal(limitOf(store), 11);
+});
+
+test('what the file sets but this version does not enforce is named on status() and warned at load', () => {
+  const write = mock.method(process.stderr, 'write', () => true);
+  const limited = track(observed(files.write('limited.yaml', policyWith(5))).store);
+  assert.deepEqual(limited.status().notEnforced, ['limits']);
+  const warnings = write.mock.calls.map((c) => String(c.arguments[0])).filter((line) => line.includes('does not enforce'));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0] ?? '', /"notEnforced":\["limits"\]/);
+  const priced = track(observed(files.write('priced.yaml', 'version: 1\nprices:\n  my-model: { input: 1, output: 2 }\ndefaults:\n  models: [ "gpt-4o*" ]\n')).store);
+  assert.deepEqual(priced.status().notEnforced, ['prices', 'rules']);
+  const plain = track(observed(files.write('plain.yaml', 'version: 1\ninstitutions:\n  acme:\n    keys: []\n')).store);
+  assert.deepEqual(plain.status().notEnforced, []);
 });

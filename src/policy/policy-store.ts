@@ -12,6 +12,7 @@ import { hash } from 'node:crypto';
 import { type FSWatcher, readFileSync, realpathSync, watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { errorMessage, log } from '../log.ts';
+import { notEnforced } from './not-enforced.ts';
 import { type LoadOptions, PolicyFileError, parsePolicy, policyFormat } from './policy-file.ts';
 import type { Policy } from './types.ts';
 
@@ -32,6 +33,13 @@ export interface PolicyStatus {
   /** The last reload's error while the policy in force is an older one; null once a reload succeeds. */
   lastError: string | null;
   lastErrorAt: string | null;
+  /** What the file sets that this version does not enforce yet (not-enforced.ts). */
+  notEnforced: string[];
+}
+
+function warnNotEnforced(policy: Policy, path: string): void {
+  const parts = notEnforced(policy);
+  if (parts.length > 0) log.warn('the policy file sets what this version does not enforce yet; no request is refused, priced or rewritten by it', { path, notEnforced: parts });
 }
 
 export class PolicyStore {
@@ -51,6 +59,7 @@ export class PolicyStore {
     this.#path = path;
     this.#options = options;
     this.#current = this.#load(this.#read());
+    warnNotEnforced(this.#current, this.#path);
     this.#lastTried = this.#current.source.sha256;
   }
 
@@ -66,6 +75,7 @@ export class PolicyStore {
       loadedAt: this.#current.source.loadedAt.toISOString(),
       lastError: this.#lastError?.message ?? null,
       lastErrorAt: this.#lastError?.at.toISOString() ?? null,
+      notEnforced: notEnforced(this.#current),
     };
   }
 
@@ -124,6 +134,7 @@ export class PolicyStore {
     this.#current = policy;
     this.#lastError = null;
     log.info('policy loaded', { path: this.#path, sha256: policy.source.sha256, trigger });
+    warnNotEnforced(policy, this.#path);
     this.#report('success', null);
     return 'success';
   }
