@@ -11,7 +11,7 @@ test('chat/completions usage with details', () => {
     prompt_tokens_details: { cached_tokens: 4, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 6, audio_tokens: 0 },
   });
-  assert.deepEqual(usage, { inputTokens: 19, outputTokens: 10, totalTokens: 29, cachedTokens: 4, reasoningTokens: 6 });
+  assert.deepEqual(usage, { inputTokens: 19, outputTokens: 10, totalTokens: 29, cachedTokens: 4, reasoningTokens: 6, audioInputTokens: 0, audioOutputTokens: 0 });
 });
 
 test('embeddings usage has no output tokens', () => {
@@ -43,15 +43,36 @@ test('Realtime usage (singular `input_token_details`)', () => {
     input_token_details: { text_tokens: 119, audio_tokens: 13, cached_tokens: 64 },
     output_token_details: { text_tokens: 30, audio_tokens: 91 },
   });
-  assert.deepEqual(usage, { inputTokens: 132, outputTokens: 121, totalTokens: 253, cachedTokens: 64, reasoningTokens: null });
+  assert.deepEqual(usage, { inputTokens: 132, outputTokens: 121, totalTokens: 253, cachedTokens: 64, reasoningTokens: null, audioInputTokens: 13, audioOutputTokens: 91 });
 });
 
-test('audio transcription token usage; duration usage has no tokens', () => {
+test('audio transcription token usage; duration usage has seconds and no tokens', () => {
   assert.deepEqual(
     normalizeUsage({ type: 'tokens', input_tokens: 14, input_token_details: { audio_tokens: 14 }, output_tokens: 45, total_tokens: 59 }),
-    { inputTokens: 14, outputTokens: 45, totalTokens: 59, cachedTokens: null, reasoningTokens: null },
+    { inputTokens: 14, outputTokens: 45, totalTokens: 59, cachedTokens: null, reasoningTokens: null, audioInputTokens: 14 },
   );
-  assert.equal(normalizeUsage({ type: 'duration', seconds: 9 }), null);
+  assert.deepEqual(normalizeUsage({ type: 'duration', seconds: 9 }), {
+    inputTokens: null,
+    outputTokens: null,
+    totalTokens: null,
+    cachedTokens: null,
+    reasoningTokens: null,
+    seconds: 9,
+  });
+});
+
+test('Realtime usage sums its audio parts, present only where reported', () => {
+  const first = normalizeUsage({ input_tokens: 100, output_tokens: 50, total_tokens: 150, input_token_details: { audio_tokens: 60 }, output_token_details: { audio_tokens: 40 } });
+  const second = normalizeUsage({ input_tokens: 10, output_tokens: 5, total_tokens: 15, input_token_details: { audio_tokens: 4, cached_tokens: 0 } });
+  assert.deepEqual(addUsage(first, second), {
+    inputTokens: 110,
+    outputTokens: 55,
+    totalTokens: 165,
+    cachedTokens: 0,
+    reasoningTokens: null,
+    audioInputTokens: 64,
+    audioOutputTokens: 40,
+  });
 });
 
 test('anything else is null, and bad counts are ignored', () => {

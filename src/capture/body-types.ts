@@ -41,4 +41,17 @@ export interface Usage {
   totalTokens: number | null;
   cachedTokens: number | null;
   reasoningTokens: number | null;
+  // Present only where the API reports them (usage-details.ts; policy-file contract, "Records").
+  /** Audio tokens among the input tokens (gpt-4o audio, Realtime, gpt-4o-transcribe). */
+  audioInputTokens?: number;
+  /** Audio tokens among the output tokens. */
+  audioOutputTokens?: number;
+  /** Audio tokens among the cached input tokens (Realtime). */
+  cachedAudioTokens?: number;
+  /** Image tokens among the input tokens (gpt-image-1, Realtime). */
+  imageInputTokens?: number;
+  /** Image tokens among the cached input tokens (Realtime). */
+  cachedImageTokens?: number;
+  /** Seconds of audio, for operations billed by duration (transcriptions: `usage.type: "duration"`). */
+  seconds?: number;
 }
