@@ -15,14 +15,17 @@ import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
 import { RECORD_BATCH_MS } from './capture/backlog.ts';
 import { CaptureObserver } from './capture/capture-observer.ts';
 import type { Identify } from './capture/facts.ts';
+import type { CostOf } from './capture/pricing.ts';
 import { StreamUsageInjector } from './capture/stream-usage-injector.ts';
 import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
+import { exchangeCost, priceTableOf } from './policy/exchange-cost.ts';
 import { policyAdmission } from './policy/policy-admission.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
-import type { Observer } from './proxy/observer.ts';
+import type { Exchange, Observer } from './proxy/observer.ts';
+import type { Policy } from './policy/types.ts';
 import { ProxyMetrics, type AuditPipelineStats, type PolicyReloadStats } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
 
@@ -130,6 +133,10 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     const { institution, source } = institutions.resolveWithSource(exchange.req.headers, apiKey);
     return { apiKey, institution, institutionSource: source };
   };
+  // Each exchange is priced at the prices of the policy it was admitted under (a reload
+  // mid-exchange does not reprice it); the shipped table without POLICY_FILE.
+  const admittedUnder = new WeakMap<Exchange, Policy>();
+  const costOf: CostOf = (input) => exchangeCost(input, priceTableOf(admittedUnder.get(input.exchange) ?? policy?.current() ?? null));
   const capture =
     recorder === null && metrics === null && tracing === null
       ? null
@@ -139,6 +146,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
           captureContent,
           batchMs: journal === null ? RECORD_BATCH_MS : recordBatchMs(config.audit.fsync),
           identify: identifyClient,
+          costOf,
           memory: memory.account('capture'),
           backpressure: journal ?? undefined,
           onFailure,
@@ -170,7 +178,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     components: {
       observers,
       admission,
-      ...(policy === null ? {} : { identity: policyAdmission(() => policy.current()) }),
+      ...(policy === null ? {} : { identity: policyAdmission(() => policy.current(), (exchange, admitted) => admittedUnder.set(exchange, admitted)) }),
       bodyRewriter: injector,
       metrics,
       health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null, policy: policy?.status() ?? null }),

@@ -229,10 +229,11 @@ const MISTAKES: [string, string, RegExp][] = [
   ['prices not a mapping', 'prices: [ a ]', /^prices: expected a mapping of model to prices, got a list/],
   ['requireInstitution', 'requireInstitution: 1', /^requireInstitution: expected true or false, got 1/],
   ['quotaStoreDown', 'quotaStoreDown: closd', /^quotaStoreDown: "closd" is not one of open, closed \(did you mean "closed"\?\)/],
-  ['price negative', 'prices: { gpt-x: { input: -1 } }', /^prices\.gpt-x\.input: expected a number of 0 or more, got -1/],
-  ['price misspelt', 'prices: { gpt-x: { input: 1, ouptut: 2 } }', /^prices\.gpt-x\.ouptut: unknown field; did you mean "output"\?/],
-  ['price empty', 'prices: { gpt-x: {} }', /^prices\.gpt-x: expected at least one of input, cachedInput, output/],
-  ['price key quoted', 'prices: { "ft:gpt-4o:acme": { output: x } }', /^prices\["ft:gpt-4o:acme"\]\.output: expected a number of 0 or more, got "x"/],
+  ['price negative', 'prices: { gpt-x: { input: -1 } }', /^prices\.gpt-x\.input: -1 is not a number of at least 0/],
+  ['price misspelt', 'prices: { gpt-x: { input: 1, ouptut: 2 } }', /^prices\.gpt-x\.ouptut: unknown price field; did you mean "output"\?/],
+  ['price empty', 'prices: { gpt-x: {} }', /^prices\.gpt-x: no price given/],
+  ['price image size', 'prices: { dall-e-9: { images: { hd: { big: 1 } } } }', /^prices\.dall-e-9\.images\.hd: "big" is not a size like 1024x1024/],
+  ['price key quoted', 'prices: { "ft:gpt-4o:acme": { output: x } }', /^prices\["ft:gpt-4o:acme"\]\.output: "x" is not a number of at least 0/],
 ];
 
 function vk(field: string): string {

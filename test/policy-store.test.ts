@@ -286,7 +286,8 @@ test('what the file sets but this version does not enforce is named on status() 
   assert.equal(warnings.length, 1);
   assert.match(warnings[0] ?? '', /"notEnforced":\["limits"\]/);
   const priced = track(observed(files.write('priced.yaml', 'version: 1\nprices:\n  my-model: { input: 1, output: 2 }\ndefaults:\n  models: [ "gpt-4o*" ]\n')).store);
-  assert.deepEqual(priced.status().notEnforced, ['prices', 'rules']);
+  // Prices are applied (exchange-cost.ts): only the rules are named.
+  assert.deepEqual(priced.status().notEnforced, ['rules']);
   const plain = track(observed(files.write('plain.yaml', 'version: 1\ninstitutions:\n  acme:\n    keys: []\n')).store);
   assert.deepEqual(plain.status().notEnforced, []);
 });

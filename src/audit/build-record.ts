@@ -60,6 +60,8 @@ function openaiInfo(facts: ExchangeFacts, usageInjected: boolean): OpenAIInfo | 
     upstreamRequestId: facts.upstreamRequestId,
     organization: facts.organization,
     processingMs: facts.processingMs,
+    costUsd: facts.costUsd,
+    ...(facts.usageEstimated ? { usageEstimated: true } : {}),
     ...(usageInjected ? { streamUsageInjected: true } : {}),
   };
 }

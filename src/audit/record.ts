@@ -26,6 +26,10 @@ export interface OpenAIInfo {
   upstreamRequestId: string | null;
   organization: string | null;
   processingMs: number | null;
+  /** USD at the price table's rates; null when the model or operation is not priced. Always set on records the proxy builds. */
+  costUsd?: number | null;
+  /** The proxy counted `usage` itself (token-estimate.ts): upstream reported none for a stream. */
+  usageEstimated?: boolean;
   /** STREAM_USAGE=inject asked upstream for the usage chunk the client had not asked for. */
   streamUsageInjected?: boolean;
 }

@@ -12,6 +12,7 @@ import type { Exchange, Observer, Tap } from '../proxy/observer.ts';
 import { Backlog, type Backpressure } from './backlog.ts';
 import { ExchangeCapture } from './exchange-capture.ts';
 import { exchangeFacts, factsFromCapture, type CapturedExchange, type ExchangeFacts, type Identify } from './facts.ts';
+import { priceFacts, type CostOf } from './pricing.ts';
 
 /** What audit, metrics and tracing implement to receive each finished exchange's facts. */
 export interface FactsConsumer {
@@ -30,11 +31,13 @@ export interface CaptureObserverOptions {
   batchMs: number;
   /** Resolves who sent an exchange, once (API key fingerprint, institution). */
   identify?: Identify;
+  /** Prices each exchange's facts (`costUsd`); without it, every cost is null. */
+  costOf?: CostOf;
   /** Where body copies are reserved until every consumer has had them. */
   memory?: MemoryAccount;
   /** Facts are handed on only while this consumer has room for them (the journal). */
   backpressure?: Backpressure;
-  /** A failure, by stage: `start` or `capture` (reading the exchange), `facts` (a consumer threw on them). */
+  /** A failure, by stage: `start` or `capture` (reading the exchange), `cost` (pricing it), `facts` (a consumer threw on them). */
   onFailure: (error: unknown, stage: string) => void;
 }
 
@@ -83,6 +86,10 @@ export class CaptureObserver implements Observer {
       const response = capture.response === null ? null : await capture.response.finish();
       captured = { request, response, responseHeaders: capture.responseHeaders };
       facts = factsFromCapture(exchange, capture, captured, { identify: options.identify, captureContent: options.captureContent === true });
+      if (options.costOf !== undefined) {
+        const pending = this.#price(exchange, facts, capture, captured, options.costOf);
+        if (pending !== null) await pending;
+      }
     } catch (err) {
       options.onFailure(err, 'capture');
       captured = null;
@@ -97,6 +104,18 @@ export class CaptureObserver implements Observer {
       }
     }
     capture?.release();
+  }
+
+  // A cost that cannot be computed leaves it null; the facts still go on. Only an estimate
+  // (the tokenizer) makes it asynchronous: other exchanges add no await.
+  #price(exchange: Exchange, facts: ExchangeFacts, capture: ExchangeCapture, captured: CapturedExchange, costOf: CostOf): Promise<void> | null {
+    const failed = (err: unknown): void => this.#options.onFailure(err, 'cost');
+    try {
+      return priceFacts(exchange, facts, capture, captured, costOf)?.catch(failed) ?? null;
+    } catch (err) {
+      failed(err);
+      return null;
+    }
   }
 }
 

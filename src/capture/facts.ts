@@ -36,6 +36,10 @@ export interface ExchangeFacts {
   /** The answer was an event stream the proxy parsed (text/event-stream, not compressed). */
   eventStream: boolean;
   usage: Usage | null;
+  /** The proxy counted `usage` itself: upstream reported none for a stream (pricing.ts). */
+  usageEstimated: boolean;
+  /** USD at the price table's rates; null when the model or operation is not priced (pricing.ts). */
+  costUsd: number | null;
   finishReasons: string[];
   responseId: string | null;
   /** Keys masked; only when bodies are kept (audit, or span content). */
@@ -122,6 +126,8 @@ export function exchangeFacts(exchange: Exchange, identity: ClientIdentity | nul
     stream: false,
     eventStream: false,
     usage: null,
+    usageEstimated: false,
+    costUsd: null,
     finishReasons: [],
     responseId: null,
     outputText: null,

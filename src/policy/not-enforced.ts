@@ -1,6 +1,6 @@
 /**
  * The parts of a policy file this version reads and checks but does not act on yet (issue 14's
- * limits, prices and request rules): named on /healthz and in a warning at every load, so that an
+ * limits and request rules; `prices:` are applied, exchange-cost.ts): named on /healthz and in a warning at every load, so that an
  * operator who writes a limit is never left believing it holds.
  */
 import type { Limit, Policy, Rules } from './types.ts';
@@ -13,7 +13,7 @@ function hasLimits(limits: readonly Limit[] | null): boolean {
   return limits !== null && limits.length > 0;
 }
 
-/** `limits`, `prices` and `rules`, each when the file sets any. */
+/** `limits` and `rules`, each when the file sets any. */
 export function notEnforced(policy: Policy): string[] {
   const institutions = [...policy.institutions.values()];
   const out: string[] = [];
@@ -22,7 +22,6 @@ export function notEnforced(policy: Policy): string[] {
     institutions.some((i) => hasLimits(i.limits)) ||
     [...policy.virtualKeys.values()].some((k) => hasLimits(k.limits));
   if (limits) out.push('limits');
-  if (policy.prices.size > 0) out.push('prices');
   if (hasRules(policy.defaults.rules) || institutions.some((i) => hasRules(i.rules))) out.push('rules');
   return out;
 }

@@ -8,13 +8,16 @@ import { identify } from '../fingerprint.ts';
 import type { AdmissionDecision, AdmissionHook, ExchangeIdentity, UpstreamRewrite } from '../proxy/admission.ts';
 import { refusedBy } from '../proxy/admission.ts';
 import { ProxyError } from '../proxy/errors.ts';
+import type { Exchange } from '../proxy/observer.ts';
 import { clientSubprotocol, swapCredentialHeaders, swapSubprotocols } from './credential-swap.ts';
 import { type Identity, resolveIdentity } from './identity.ts';
 import type { Policy } from './types.ts';
 
-export function policyAdmission(current: () => Policy): AdmissionHook {
+/** `admitted` learns the policy each exchange was admitted under (its prices price the exchange). */
+export function policyAdmission(current: () => Policy, admitted?: (exchange: Exchange, policy: Policy) => void): AdmissionHook {
   return (exchange) => {
     const policy = current();
+    admitted?.(exchange, policy);
     const req = exchange.req;
     let identity: Identity;
     try {

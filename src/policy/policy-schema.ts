@@ -16,12 +16,12 @@ import {
   isMapping,
   list,
   mapping,
-  nonNegativeNumber,
   oneOf,
   text,
 } from './policy-read.ts';
 import { HEADER_NAME, RULE_FIELDS, limits, rules } from './policy-rules.ts';
-import type { Institution, Policy, PolicySource, PriceEntry, Rules, VirtualKey } from './types.ts';
+import { parseModelPrice, PriceError, type ModelPrice } from './prices.ts';
+import type { Institution, Policy, PolicySource, Rules, VirtualKey } from './types.ts';
 import { UpstreamKey } from './upstream-key.ts';
 import { isProxyIssued } from './virtual-key-format.ts';
 
@@ -49,25 +49,6 @@ const TOP_FIELDS = [
 const VIRTUAL_KEY_FIELDS = ['fingerprint', 'institution', 'upstreamKey', 'limits', 'disabled'];
 const INSTITUTION_FIELDS = ['keys', 'limits', ...RULE_FIELDS];
 const DEFAULTS_FIELDS = ['limits', ...RULE_FIELDS];
-
-/**
- * Token prices are USD per 1M tokens; `perMinute` USD per minute of audio, `perMillionCharacters`
- * USD per 1M characters of speech input, `perImage` USD per image generated.
- */
-export const PRICE_FIELDS = [
-  'input',
-  'cachedInput',
-  'output',
-  'audioInput',
-  'cachedAudioInput',
-  'audioOutput',
-  'imageInput',
-  'cachedImageInput',
-  'imageOutput',
-  'perMinute',
-  'perMillionCharacters',
-  'perImage',
-] as const;
 
 export const FINGERPRINT = /^sha256:[0-9a-f]{16}$/;
 /** Institution names end up in records and metric labels: 1 to 128 characters on one line, no surrounding spaces. */
@@ -134,7 +115,7 @@ export function buildPolicy(tree: unknown, options: SchemaOptions, source: Polic
   const requireInstitution = top.requireInstitution === undefined ? false : flag(top.requireInstitution, ['requireInstitution'], problems);
   const defaults = defaultsEntry(top.defaults, problems);
   const quotaStoreDown = top.quotaStoreDown === undefined ? 'open' : oneOf(top.quotaStoreDown, ['quotaStoreDown'], problems, ['open', 'closed'] as const);
-  const prices = top.prices === undefined ? new Map<string, PriceEntry>() : priceTable(top.prices, problems);
+  const prices = top.prices === undefined ? new Map<string, ModelPrice>() : priceTable(top.prices, problems);
 
   if (problems.list.length > 0) return { problems: problems.list };
   return {
@@ -298,24 +279,31 @@ function institutionHeader(value: unknown, problems: Problems, options: SchemaOp
   return Object.freeze({ name, trustedFrom: new AddressSet(entries) });
 }
 
-function priceTable(value: unknown, problems: Problems): ReadonlyMap<string, PriceEntry> {
-  const table = new Map<string, PriceEntry>();
+// One vocabulary for prices: each entry is read by prices.ts, as the shipped table is. Its error
+// names the field inside the entry (`.input`, `.images.hd`), which is put back at its place in the file.
+const ENTRY = '<entry>';
+const FIELD_PATH = /^<entry>((?:\.[A-Za-z0-9_-]+)*): ([\s\S]*)$/;
+
+function priceTable(value: unknown, problems: Problems): ReadonlyMap<string, ModelPrice> {
+  const table = new Map<string, ModelPrice>();
   if (!isMapping(value)) {
     problems.add(['prices'], `expected a mapping of model to prices, got ${describe(value)}`);
     return table;
   }
   for (const [model, entry] of Object.entries(value)) {
     const path = ['prices', model];
-    const fields = mapping(entry, path, problems, PRICE_FIELDS);
-    if (fields === null) continue;
-    const known = Object.keys(fields).filter((f) => (PRICE_FIELDS as readonly string[]).includes(f));
-    if (known.length === 0) problems.add(path, `expected at least one of ${PRICE_FIELDS.join(', ')}`);
-    const prices: Record<string, number> = {};
-    for (const field of known) {
-      const price = nonNegativeNumber(fields[field], [...path, field], problems);
-      if (price !== null) prices[field] = price;
+    if (model.trim() === '') {
+      problems.add(path, 'is not a model name');
+      continue;
     }
-    table.set(model, Object.freeze(prices));
+    try {
+      table.set(model.toLowerCase(), Object.freeze(parseModelPrice(entry, ENTRY)));
+    } catch (err) {
+      if (!(err instanceof PriceError)) throw err;
+      const located = FIELD_PATH.exec(err.message);
+      if (located === null) problems.add(path, err.message.replace(ENTRY, ''));
+      else problems.add([...path, ...(located[1] ?? '').split('.').slice(1)], located[2] ?? '');
+    }
   }
   return table;
 }

@@ -39,7 +39,7 @@ export interface PolicyStatus {
 
 function warnNotEnforced(policy: Policy, path: string): void {
   const parts = notEnforced(policy);
-  if (parts.length > 0) log.warn('the policy file sets what this version does not enforce yet; no request is refused, priced or rewritten by it', { path, notEnforced: parts });
+  if (parts.length > 0) log.warn('the policy file sets what this version does not enforce yet; no request is refused or rewritten by it', { path, notEnforced: parts });
 }
 
 export class PolicyStore {

@@ -4,6 +4,7 @@
 // Imported rather than read from disk so that the build (tsc to dist/) carries the file along.
 import shippedFile from './prices.json' with { type: 'json' };
 import { AppError } from '../errors.ts';
+import { didYouMean } from './did-you-mean.ts';
 
 /** USD per 1M tokens of each kind; a kind without a price falls back as cost.ts says. */
 export interface TokenPrices {
@@ -77,7 +78,7 @@ export function parseModelPrice(value: unknown, where: string): ModelPrice {
   const entry = plainObject(value, where);
   const price: ModelPrice = {};
   for (const key of Object.keys(entry)) {
-    if (!FIELDS.has(key)) throw new PriceError(`${where}.${key}: unknown price field (known: ${[...FIELDS].join(', ')})`);
+    if (!FIELDS.has(key)) throw new PriceError(`${where}.${key}: ${unknownField(key, [...FIELDS])}`);
   }
   Object.assign(price, tokenPrices(entry, where));
   if (entry.longContext !== undefined) {
@@ -85,7 +86,7 @@ export function parseModelPrice(value: unknown, where: string): ModelPrice {
     const long = plainObject(entry.longContext, at);
     for (const key of Object.keys(long)) {
       if (key !== 'aboveInputTokens' && !(TOKEN_KINDS as readonly string[]).includes(key)) {
-        throw new PriceError(`${at}.${key}: unknown price field`);
+        throw new PriceError(`${at}.${key}: ${unknownField(key, ['aboveInputTokens', ...TOKEN_KINDS])}`);
       }
     }
     price.longContext = { aboveInputTokens: amount(long.aboveInputTokens, `${at}.aboveInputTokens`), ...tokenPrices(long, at) };
@@ -95,7 +96,7 @@ export function parseModelPrice(value: unknown, where: string): ModelPrice {
     const at = `${where}.${tier}`;
     const rates = plainObject(entry[tier], at);
     for (const key of Object.keys(rates)) {
-      if (!(TOKEN_KINDS as readonly string[]).includes(key)) throw new PriceError(`${at}.${key}: unknown price field`);
+      if (!(TOKEN_KINDS as readonly string[]).includes(key)) throw new PriceError(`${at}.${key}: ${unknownField(key, TOKEN_KINDS)}`);
     }
     price[tier] = tokenPrices(rates, at);
   }
@@ -245,6 +246,11 @@ function plainObject(value: unknown, where: string): Record<string, unknown> {
     throw new PriceError(`${where}: ${show(value)} is not a mapping`);
   }
   return value as Record<string, unknown>;
+}
+
+function unknownField(key: string, known: readonly string[]): string {
+  const near = didYouMean(key, known);
+  return near === null ? `unknown price field (known: ${known.join(', ')})` : `unknown price field; did you mean "${near}"?`;
 }
 
 function show(value: unknown): string {

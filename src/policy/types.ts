@@ -4,6 +4,7 @@
  * Every Policy is frozen; a reload builds a new one, so a request keeps the one it started with.
  */
 import type { AddressSet } from './address-set.ts';
+import type { ModelPrice } from './prices.ts';
 import type { UpstreamKey } from './upstream-key.ts';
 
 export const WINDOWS = ['minute', 'hour', 'day', 'month'] as const;
@@ -75,8 +76,6 @@ export interface InstitutionHeader {
   readonly trustedFrom: AddressSet;
 }
 
-/** USD per 1M tokens for token fields; PRICE_FIELDS (policy-schema.ts) lists them all. */
-export type PriceEntry = Readonly<Record<string, number>>;
 
 export interface PolicySource {
   readonly path: string;
@@ -95,6 +94,7 @@ export interface Policy {
   readonly requireInstitution: boolean;
   readonly defaults: { readonly limits: readonly Limit[]; readonly rules: Rules };
   readonly quotaStoreDown: 'open' | 'closed';
-  readonly prices: ReadonlyMap<string, PriceEntry>;
+  /** The file's `prices:`, by lower-cased model name, in prices.ts's vocabulary (merged over the shipped table by exchange-cost.ts). */
+  readonly prices: ReadonlyMap<string, ModelPrice>;
   readonly source: PolicySource;
 }

@@ -13,6 +13,7 @@ import type { MetricsEndpoint } from '../admin.ts';
 import type { MemoryBudgetStats } from '../memory-budget.ts';
 import type { Exchange, Observer } from '../proxy/observer.ts';
 import { genAiOperationName } from '../capture/operation.ts';
+import { isPricedOperation } from '../policy/cost.ts';
 import { BoundedLabel, SeriesCap, operationLabel } from './labels.ts';
 import { operationErrorType } from './error-type.ts';
 
@@ -102,6 +103,8 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
   readonly ttfb: CappedHistogram<'operation' | 'model' | 'stream'>;
   readonly overhead: CappedHistogram<'operation'>;
   readonly tokens: CappedCounter<'model' | 'institution' | 'type'>;
+  readonly cost: CappedCounter<'institution' | 'model'>;
+  readonly costUnknown: CappedCounter<'model'>;
   readonly inFlight: Gauge<'kind'>;
   readonly #inFlight: Record<Exchange['kind'], number> = { http: 0, websocket: 0 };
   readonly requestBytes: CappedCounter<'operation'>;
@@ -185,6 +188,16 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       help: 'Tokens reported by upstream usage, by model, institution and type (input, output, cached, reasoning).',
       labelNames: ['model', 'institution', 'type'],
       keep: ['type'],
+    });
+    this.cost = this.#counter({
+      name: 'openai_proxy_cost_usd_total',
+      help: 'What exchanges cost in USD at the price table (shipped prices and the policy file\'s prices:), by institution and model (openai.costUsd).',
+      labelNames: ['institution', 'model'],
+    });
+    this.costUnknown = this.#counter({
+      name: 'openai_proxy_cost_unknown_total',
+      help: 'Exchanges of a billed operation whose cost is unknown (model not in the price table, or no usage to price), by model.',
+      labelNames: ['model'],
     });
     const inFlight = this.#inFlight;
     // Not capped: its two kinds are the keys of a record, not values from traffic.
@@ -396,6 +409,8 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       this.wsMessages.inc({ direction: 'upstream' }, facts.websocket.messagesOut);
     }
     this.#observeUsage(facts, model, institution);
+    if (facts.costUsd !== null) this.cost.inc({ institution, model }, facts.costUsd);
+    else if (isPricedOperation(facts.operation)) this.costUnknown.inc({ model });
   }
 
   #observeUsage(facts: ExchangeFacts, model: string, institution: string): void {
