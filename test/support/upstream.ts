@@ -361,8 +361,12 @@ function multipart(c: Ctx): Map<string, Part> {
   return parts;
 }
 
-const transcribe: Handler = (c) =>
-  sendJson(c, 200, { text: `transcribed ${multipart(c).get('file')?.data.length ?? 0} bytes` });
+/** `x-test-usage: <JSON>` adds that usage object, as whisper-1 (`{type: "duration", seconds}`) or gpt-4o-transcribe report it. */
+const transcribe: Handler = (c) => {
+  const usage = h(c, 'x-test-usage');
+  const text = `transcribed ${multipart(c).get('file')?.data.length ?? 0} bytes`;
+  return sendJson(c, 200, usage === undefined ? { text } : { text, usage: parseJson(usage) });
+};
 
 const speech: Handler = (c) => streamPattern(c, int(h(c, 'x-test-bytes'), 64 * 1024), 'audio/mpeg');
 
@@ -559,7 +563,8 @@ function realtimeSession(em: Emulator, ws: WebSocket, req: http.IncomingMessage,
 
 function onRealtimeEvent(ws: WebSocket, text: string): void {
   const msg = parseJson(text);
-  if (msg.type === 'response.create') return respondRealtime(ws);
+  // `test_usage` (not an OpenAI field): the `response.done` reports that usage (audio token details...).
+  if (msg.type === 'response.create') return respondRealtime(ws, isObj(msg.test_usage) ? msg.test_usage : null);
   // `test.send`: a binary message of `bytes` bytes toward the client (a server event too big for it).
   if (msg.type === 'test.send') return ws.send(Buffer.alloc(typeof msg.bytes === 'number' ? msg.bytes : 0, 0x61), { binary: true });
   if (msg.type !== 'test.close') return send(ws, { type: 'echo', payload: Object.keys(msg).length ? msg : text });
@@ -570,10 +575,10 @@ function onRealtimeEvent(ws: WebSocket, text: string): void {
   }
 }
 
-function respondRealtime(ws: WebSocket): void {
+function respondRealtime(ws: WebSocket, testUsage: Json | null): void {
   const at = { response_id: `resp_${hex(12)}`, item_id: `item_${hex(12)}`, output_index: 0, content_index: 0 };
   for (const delta of WORDS.slice(0, 3)) send(ws, { type: 'response.output_text.delta', ...at, delta });
-  const usage = {
+  const usage = testUsage ?? {
     input_tokens: U.prompt, output_tokens: U.completion, total_tokens: U.total,
     input_token_details: { cached_tokens: U.cached }, output_token_details: {},
   };
