@@ -239,5 +239,5 @@ test('Realtime: response.done usage summed over a session', () => {
   sum = addRealtimeUsage(sum, { type: 'response.output_audio.delta', delta: 'AAAA' });
   sum = addRealtimeUsageFromMessage(sum, JSON.stringify(done(50, 10, 40)));
   sum = addRealtimeUsageFromMessage(sum, '{"type":"response.done", broken');
-  assert.deepEqual(sum, { inputTokens: 150, outputTokens: 30, totalTokens: 180, cachedTokens: 40, reasoningTokens: null });
+  assert.deepEqual(sum, { inputTokens: 150, outputTokens: 30, totalTokens: 180, cachedTokens: 40, reasoningTokens: null, audioInputTokens: 0, audioOutputTokens: 0 });
 });
