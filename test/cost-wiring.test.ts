@@ -251,3 +251,15 @@ describe('audio and Realtime', () => {
     usd(record.openai?.costUsd, 0.09456);
   });
 });
+
+describe('what is not billed', () => {
+  test('an error answer costs 0 and is not counted as unknown', async () => {
+    const before = sample(await metrics(), 'openai_proxy_cost_unknown_total', {});
+    const reply = await post('/v1/chat/completions', chat('gpt-4o-mini'), { 'x-test-status': '429' });
+    assert.equal(reply.status, 429);
+    const record = await recordOf(proxy, reply.id);
+    assert.equal(record.openai?.usage, null);
+    assert.equal(record.openai?.costUsd, 0);
+    assert.equal(sample(await metrics(), 'openai_proxy_cost_unknown_total', {}), before);
+  });
+});

@@ -17,6 +17,8 @@ export interface PricingInput {
   operation: string;
   /** The response's model, else the request's. */
   model: string | null;
+  /** What upstream answered (an error status is not billed); null if it never answered. */
+  upstreamStatus: number | null;
   usage: ExchangeFacts['usage'];
   /** The parsed JSON request, else the members the capture scanned (a multipart form's fields). */
   request: unknown;
@@ -58,7 +60,7 @@ function price(exchange: Exchange, operation: string, facts: ExchangeFacts, capt
   const requestJson = request.bodyEncoding === 'json' ? request.body : capture.request.fields;
   const responseJson = capture.stream !== null ? null : response?.bodyEncoding === 'json' ? response.body : (capture.response?.fields ?? null);
   const model = facts.responseModel ?? facts.requestModel;
-  facts.costUsd = costOf({ exchange, operation, model, usage: facts.usage, request: requestJson, response: responseJson });
+  facts.costUsd = costOf({ exchange, operation, model, upstreamStatus: facts.upstreamStatus, usage: facts.usage, request: requestJson, response: responseJson });
 }
 
 /** A streamed answer that came (at least partly) with no usage: upstream answered 2xx and said none. */

@@ -2,12 +2,17 @@
 // request and response facts that price it (cost-facts.ts), through cost.ts's arithmetic.
 import type { PricingInput } from '../capture/pricing.ts';
 import { costFactsFromRequest, costFactsFromResponse } from './cost-facts.ts';
-import { costUsd } from './cost.ts';
+import { costUsd, isPricedOperation } from './cost.ts';
 import { mergePrices, shippedPrices, type PriceTable } from './prices.ts';
 import type { Policy } from './types.ts';
 
+/**
+ * USD for one exchange, null when it cannot be priced. An error answer (4xx, 5xx) of a billed
+ * operation is 0: it carries no usage, and OpenAI bills the tokens a response reports.
+ */
 export function exchangeCost(input: PricingInput, table: PriceTable): number | null {
   const { operation } = input;
+  if (input.upstreamStatus !== null && input.upstreamStatus >= 400) return isPricedOperation(operation) ? 0 : null;
   const facts = { ...costFactsFromRequest(operation, input.request), ...costFactsFromResponse(operation, input.response) };
   return costUsd(operation, input.model, input.usage, facts, table);
 }

@@ -410,7 +410,8 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
     }
     this.#observeUsage(facts, model, institution);
     if (facts.costUsd !== null) this.cost.inc({ institution, model }, facts.costUsd);
-    else if (isPricedOperation(facts.operation)) this.costUnknown.inc({ model });
+    // Unknown only where OpenAI answered and may bill: not a refusal, nor an exchange upstream never answered.
+    else if (isPricedOperation(facts.operation) && facts.upstreamStatus !== null) this.costUnknown.inc({ model });
   }
 
   #observeUsage(facts: ExchangeFacts, model: string, institution: string): void {
