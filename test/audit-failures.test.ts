@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
-import { Journal } from '../src/audit/journal.ts';
+import { Journal } from '../src/audit/journal/journal.ts';
 import { readJournal } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { recordLine } from '../src/audit/journal-line.ts';
-import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
+import { recordLine } from '../src/audit/journal/journal-line.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record/record.ts';
 import { BodyCapture, type BodyCaptureOptions } from '../src/capture/body-capture.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 

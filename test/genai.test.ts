@@ -1,7 +1,7 @@
 /** The pure span builders of src/telemetry/genai.ts, from hand-made exchange facts: no sockets, no SDK. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record.ts';
+import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record/record.ts';
 import { exchangeFacts, upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
 import { isObject } from '../src/capture/guards.ts';
 import {

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
 import { EJSON } from 'bson';
-import { Journal, listSegments, segmentSequence } from '../src/audit/journal.ts';
-import type { JournalOptions } from '../src/audit/journal.ts';
-import { recordLine } from '../src/audit/journal-line.ts';
-import { enforceRetention, segmentPath } from '../src/audit/journal-segments.ts';
-import { JSON_TEXT, type AuditRecord } from '../src/audit/record.ts';
+import { Journal, listSegments, segmentSequence } from '../src/audit/journal/journal.ts';
+import type { JournalOptions } from '../src/audit/journal/journal.ts';
+import { recordLine } from '../src/audit/journal/journal-line.ts';
+import { enforceRetention, segmentPath } from '../src/audit/journal/journal-segments.ts';
+import { JSON_TEXT, type AuditRecord } from '../src/audit/record/record.ts';
 
 const tempDirs: string[] = [];
 

@@ -10,7 +10,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import type { OpenAIInfo } from '../src/audit/record.ts';
+import type { OpenAIInfo } from '../src/audit/record/record.ts';
 import { exchangeFacts, type ExchangeFacts } from '../src/capture/facts.ts';
 import { newExchange, type Exchange } from '../src/proxy/observer.ts';
 import { genAiOperationName } from '../src/capture/operation.ts';

@@ -11,11 +11,11 @@ import type { TestContext } from 'node:test';
 import { EJSON } from 'bson';
 import { MongoClient } from 'mongodb';
 import type { MongoClientOptions } from 'mongodb';
-import { Journal, listSegments } from '../src/audit/journal.ts';
-import type { JournalOptions } from '../src/audit/journal.ts';
-import { CHECKPOINT_FILE, DEAD_LETTER_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/mongo.ts';
-import type { MongoShipperOptions, ShipperStats } from '../src/audit/mongo.ts';
-import type { AuditRecord } from '../src/audit/record.ts';
+import { Journal, listSegments } from '../src/audit/journal/journal.ts';
+import type { JournalOptions } from '../src/audit/journal/journal.ts';
+import { CHECKPOINT_FILE, DEAD_LETTER_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/shipper/mongo.ts';
+import type { MongoShipperOptions, ShipperStats } from '../src/audit/shipper/mongo.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
 import { startMongoDouble } from './support/mongo-double.ts';
 import type { MongoDouble } from './support/mongo-double.ts';
 

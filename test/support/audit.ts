@@ -5,7 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EJSON } from 'bson';
-import type { AuditRecord } from '../../src/audit/record.ts';
+import type { AuditRecord } from '../../src/audit/record/record.ts';
 import type { TestProxy } from './proxy.ts';
 
 /**

@@ -2,8 +2,8 @@
  * Child process for the crash test: appends numbered records as fast as it can (fsync `always`)
  * and reports each committed count on stdout until it is killed.
  */
-import { Journal } from '../../src/audit/journal.ts';
-import type { AuditRecord } from '../../src/audit/record.ts';
+import { Journal } from '../../src/audit/journal/journal.ts';
+import type { AuditRecord } from '../../src/audit/record/record.ts';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: journal-writer.ts <dir>');

@@ -4,15 +4,15 @@
  * survival of a full or unwritable disk or of its directory being deleted.
  */
 import { mkdir } from 'node:fs/promises';
-import { log } from '../log.ts';
-import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
+import { log } from '../../log.ts';
+import { UNBOUNDED, type MemoryAccount } from '../../memory-budget.ts';
 import { recordLine } from './journal-line.ts';
 import { JournalLog } from './journal-log.ts';
 import { enforceRetention, probeDirectory } from './journal-segments.ts';
 import type { RetentionPolicy } from './journal-segments.ts';
 import { SegmentWriter } from './journal-writer.ts';
 import type { FsyncPolicy } from './journal-writer.ts';
-import type { AuditRecord } from './record.ts';
+import type { AuditRecord } from '../record/record.ts';
 
 export { JournalSegmentNameError, JournalWriteError, listSegments, segmentSequence } from './journal-segments.ts';
 export type { FsyncPolicy } from './journal-writer.ts';

@@ -5,7 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { EJSON } from 'bson';
-import { JSON_TEXT, type AuditRecord, type CapturedBody } from './record.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../record/record.ts';
 
 // EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy:
 // ~30 µs and as much garbage again as the record for a ~2.5 KiB line. Almost every record is plain
