@@ -8,11 +8,11 @@ import {
   clientOutcome,
   clientSpanName,
   contentAttributes,
-  errorType,
   genaiAttributes,
   routeTemplate,
   serverOutcome,
 } from '../src/telemetry/genai.ts';
+import { operationErrorType } from '../src/telemetry/error-type.ts';
 
 function openai(over: Partial<OpenAIInfo> = {}): OpenAIInfo {
   return {
@@ -201,29 +201,29 @@ describe('genaiAttributes', () => {
   });
 });
 
-describe('errorType', () => {
+describe('operationErrorType (error-type.ts, shared by span and metric)', () => {
   test("the proxy's own error code comes first", () => {
     const r = facts({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'connect ECONNREFUSED' } });
-    assert.equal(errorType(r), 'upstream_unreachable');
+    assert.equal(operationErrorType(r), 'upstream_unreachable');
   });
 
   test("then upstream's OpenAI error code, then its error type", () => {
     const rateLimited = { error: { message: 'slow down', type: 'requests', param: null, code: 'rate_limit_exceeded' } };
-    assert.equal(errorType(facts({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
+    assert.equal(operationErrorType(facts({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
     const serverError = { error: { message: 'oops', type: 'server_error', param: null, code: null } };
-    assert.equal(errorType(facts({ status: 500, responseBody: serverError })), 'server_error');
+    assert.equal(operationErrorType(facts({ status: 500, responseBody: serverError })), 'server_error');
   });
 
   test('then the status code', () => {
-    assert.equal(errorType(facts({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
-    assert.equal(errorType(facts({ status: 503, responseBody: { detail: 'busy' } })), '503');
-    assert.equal(errorType(facts({ status: 400, responseBody: { error: { code: '' } } })), '400');
+    assert.equal(operationErrorType(facts({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
+    assert.equal(operationErrorType(facts({ status: 503, responseBody: { detail: 'busy' } })), '503');
+    assert.equal(operationErrorType(facts({ status: 400, responseBody: { error: { code: '' } } })), '400');
   });
 
   test('undefined for a success', () => {
-    assert.equal(errorType(facts()), undefined);
-    assert.equal(errorType(facts({ status: 304 })), undefined);
-    assert.equal(errorType(facts({ status: null })), undefined);
+    assert.equal(operationErrorType(facts()), undefined);
+    assert.equal(operationErrorType(facts({ status: 304 })), undefined);
+    assert.equal(operationErrorType(facts({ status: null })), undefined);
   });
 });
 

@@ -1,5 +1,9 @@
-// Normalises every OpenAI usage shape (chat, completions, embeddings, Responses, Realtime,
-// audio transcription) into the audit record's `Usage`, and sums usages.
+/**
+ * Normalises every OpenAI usage shape (chat, completions, embeddings, Responses, Realtime,
+ * audio transcription) into the audit record's `Usage`, and sums usages. Shapes: the `usage` of
+ * each object in https://platform.openai.com/docs/api-reference (chat, responses, embeddings,
+ * audio, realtime-server-events).
+ */
 import type { Usage } from './body-types.ts';
 import { countOrNull, isObject, type JsonObject } from './guards.ts';
 

@@ -7,15 +7,16 @@ import { randomUUID } from 'node:crypto';
 import { EJSON } from 'bson';
 import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../record/record.ts';
 
-// EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy:
-// ~30 µs and as much garbage again as the record for a ~2.5 KiB line. Almost every record is plain
-// JSON data apart from its two dates, and for such a record JSON.stringify, with the dates written
-// as EJSON writes them, gives the very same line without the copy. A walk over the record (~3 µs,
-// and needed anyway to find the keys to escape) decides; any other record still goes to EJSON.
+// EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy,
+// as much garbage again as the record. Almost every record is plain JSON data apart from its two
+// dates, and for such a record JSON.stringify, with the dates written as EJSON writes them, gives
+// the very same line without the copy. A walk over the record (needed anyway to find the keys to
+// escape) decides; any other record still goes to EJSON. Relaxed Extended JSON:
+// https://www.mongodb.com/docs/manual/reference/mongodb-extended-json/
 
 // The parsed JSON bodies are most of a record, and the exchange already holds their text: a body
 // whose text reads back as its parsed value goes into the line as those bytes instead of being
-// serialised again (see `embeddable`), a third less work for the line.
+// serialised again (see `embeddable`).
 
 export interface RecordLine {
   /**
@@ -41,7 +42,7 @@ function isRiskyKey(key: string): boolean {
   return key.charCodeAt(0) === DOLLAR || key === '_bsontype' || key.includes('\0');
 }
 
-/** Cheap pre-check (~3 µs a record) so that only records with such keys take the careful path. */
+/** A cheap pre-check, so that only records with such keys take the careful path. */
 function hasRiskyKey(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasRiskyKey);
   if (!isPlainObject(value)) return false;
