@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record/record.ts';
-import { exchangeFacts, upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
+import { upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
 import { isObject } from '../src/capture/guards.ts';
 import {
   clientOutcome,
@@ -13,22 +13,20 @@ import {
   serverOutcome,
 } from '../src/telemetry/genai.ts';
 import { operationErrorType } from '../src/telemetry/error-type.ts';
+import { factsOf, openaiInfo, plainExchange } from './support/records.ts';
 
 function openai(over: Partial<OpenAIInfo> = {}): OpenAIInfo {
-  return {
-    operation: 'chat.completions',
+  return openaiInfo({
     requestModel: 'gpt-4o',
     responseModel: 'gpt-4o-2024-08-06',
-    stream: false,
     usage: { inputTokens: 11, outputTokens: 7, totalTokens: 18, cachedTokens: 3, reasoningTokens: 2 },
-    finishReasons: ['stop'],
     responseId: 'chatcmpl-abc',
     outputText: 'Hello there',
     upstreamRequestId: 'req_1',
     organization: 'org-test',
     processingMs: 12,
     ...over,
-  };
+  });
 }
 
 interface RecordOptions {
@@ -51,39 +49,20 @@ function facts(o: RecordOptions = {}): ExchangeFacts {
   const requestJson = o.body !== undefined && (o.bodyEncoding ?? 'json') === 'json' ? o.body : undefined;
   const responseJson = o.responseBody !== undefined && (o.responseEncoding ?? 'json') === 'json' ? o.responseBody : undefined;
   const status = o.status === undefined ? 200 : o.status;
-  const base = exchangeFacts(
+  const exchange = Object.assign(plainExchange(o.method, o.path), { startHr: 0, endHr: 1000, status, origin: 'https://api.openai.com' });
+  return factsOf(
     {
-      id: 'id-1',
-      kind: 'http',
-      req: { headers: {}, socket: { remoteAddress: '127.0.0.1' } },
-      startedAt: 0,
-      startHr: 0,
-      method: o.method ?? 'POST',
-      path: o.path ?? '/v1/chat/completions',
-      query: null,
-      targetError: null,
-      origin: 'https://api.openai.com',
-      upstreamPath: null,
-      upstreamStartHr: null,
-      responseHeadHr: null,
-      status,
-      error: null,
-      endHr: 1000,
-      overheadMs: null,
-    } as unknown as Parameters<typeof exchangeFacts>[0],
-    null,
+      ...(info ?? {}),
+      operation: info?.operation ?? null,
+      ttfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
+      requestParameters: isObject(requestJson) ? requestJson : {},
+      requestContent: requestJson,
+      outcome: o.outcome ?? 'ok',
+      error: o.error ?? null,
+      upstreamErrorCode: upstreamErrorCode(status, isObject(responseJson) ? responseJson : {}),
+    },
+    exchange,
   );
-  return {
-    ...base,
-    ...(info ?? {}),
-    operation: info?.operation ?? null,
-    ttfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
-    requestParameters: isObject(requestJson) ? requestJson : {},
-    requestContent: requestJson,
-    outcome: o.outcome ?? 'ok',
-    error: o.error ?? null,
-    upstreamErrorCode: upstreamErrorCode(status, isObject(responseJson) ? responseJson : {}),
-  };
 }
 
 describe('routeTemplate', () => {

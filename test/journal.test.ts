@@ -16,6 +16,7 @@ import type { JournalOptions } from '../src/audit/journal/journal.ts';
 import { recordLine } from '../src/audit/journal/journal-line.ts';
 import { enforceRetention, segmentPath } from '../src/audit/journal/journal-segments.ts';
 import { JSON_TEXT, type AuditRecord } from '../src/audit/record/record.ts';
+import { chatRecord } from './support/records.ts';
 
 const tempDirs: string[] = [];
 
@@ -34,39 +35,7 @@ async function tempDir(): Promise<string> {
 }
 
 function record(n: number, body: unknown = { model: 'gpt-4o-mini', n }): AuditRecord {
-  const startedAt = new Date(Date.UTC(2025, 0, 1) + n * 1001);
-  return {
-    _id: `req-${n}`,
-    schema: 1,
-    startedAt,
-    endedAt: new Date(startedAt.getTime() + 250),
-    durationMs: 250.125,
-    upstreamTtfbMs: 80.5,
-    institution: 'univ-a',
-    client: { address: '10.0.0.7', userAgent: 'OpenAI/Python 1.40.0' },
-    apiKey: { fingerprint: 'sha256:0123456789abcdef', hint: 'sk-…abcd' },
-    upstream: 'https://api.openai.com',
-    request: {
-      method: 'POST', path: '/v1/chat/completions', query: null,
-      headers: { 'content-type': 'application/json', authorization: '[redacted]' },
-      contentType: 'application/json', bytes: 120, body, bodyEncoding: 'json', truncated: false, sha256: 'ab'.repeat(32),
-    },
-    response: {
-      status: 200, headers: { 'content-type': 'application/json', 'x-request-id': `req_${n}` },
-      contentType: 'application/json', bytes: 300, streamed: false,
-      body: { id: `chatcmpl-${n}`, choices: [{ index: 0, message: { role: 'assistant', content: 'Hello ✓' } }] },
-      bodyEncoding: 'json', truncated: false, sha256: 'cd'.repeat(32),
-    },
-    openai: {
-      operation: 'chat.completions', requestModel: 'gpt-4o-mini', responseModel: 'gpt-4o-mini-2024-07-18', stream: false,
-      usage: { inputTokens: 12, outputTokens: 30, totalTokens: 42, cachedTokens: 0, reasoningTokens: null },
-      finishReasons: ['stop'], responseId: `chatcmpl-${n}`, outputText: 'Hello ✓', upstreamRequestId: `req_${n}`,
-      organization: 'org-x', processingMs: 120,
-    },
-    outcome: 'ok',
-    error: null,
-    trace: { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' },
-  };
+  return chatRecord(n, { requestBody: body });
 }
 
 /** A record of about 2 KiB, like a short chat completion with its answer. */

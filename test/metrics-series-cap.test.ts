@@ -11,14 +11,14 @@ import { delimiter, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
 import type { OpenAIInfo } from '../src/audit/record/record.ts';
-import { exchangeFacts, type ExchangeFacts } from '../src/capture/facts.ts';
-import { newExchange, type Exchange } from '../src/proxy/observer.ts';
+import type { ExchangeFacts } from '../src/capture/facts.ts';
 import { genAiOperationName } from '../src/capture/operation.ts';
 import { loadConfig } from '../src/config.ts';
 import { SeriesCap, OTHER } from '../src/telemetry/labels.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 import { ProxyMetrics } from '../src/telemetry/metrics.ts';
 import { BASE_ENV, startTestProxy } from './support/proxy.ts';
+import { factsOf, openaiInfo, plainExchange } from './support/records.ts';
 import { EMULATOR_USAGE, startUpstream } from './support/upstream.ts';
 
 // ---------------------------------------------------------------- the exposition, parsed
@@ -112,37 +112,38 @@ const OPERATIONS = [
 ];
 
 function openai(operation: string, model: string): OpenAIInfo {
-  return {
+  return openaiInfo({
     operation,
     requestModel: model,
     responseModel: model,
-    stream: false,
     usage: { inputTokens: 11, outputTokens: 7, totalTokens: 18, cachedTokens: 3, reasoningTokens: 2 },
-    finishReasons: ['stop'],
     responseId: null,
     outputText: null,
     upstreamRequestId: null,
     organization: null,
     processingMs: null,
-  };
+  });
 }
 
-const EXCHANGE: Exchange = newExchange({ method: 'POST', url: '/v1/x', headers: {}, socket: {} } as Parameters<typeof newExchange>[0], 'http');
+const EXCHANGE = plainExchange('POST', '/v1/x');
 
 /** The facts the capture hands metrics for one such exchange (capture/facts.ts). */
 function facts(operation: string, model: string, institution: string, status: number): ExchangeFacts {
-  return {
-    ...exchangeFacts(EXCHANGE, { apiKey: null, institution }),
-    ...openai(operation, model),
-    status,
-    upstreamStatus: status,
-    durationMs: 50,
-    ttfbMs: 20,
-    overheadMs: 0.1,
-    requestBytes: 10,
-    responseBytes: 10,
-    error: status < 400 ? null : { type: `http_${status}`, message: 'refused' },
-  };
+  return factsOf(
+    {
+      ...openai(operation, model),
+      status,
+      upstreamStatus: status,
+      durationMs: 50,
+      ttfbMs: 20,
+      overheadMs: 0.1,
+      requestBytes: 10,
+      responseBytes: 10,
+      error: status < 400 ? null : { type: `http_${status}`, message: 'refused' },
+    },
+    EXCHANGE,
+    { apiKey: null, institution },
+  );
 }
 
 test('through facts(): 100 institutions × 44 operations × 12 statuses × 50 models stay within the cap, totals exact, folds counted', async () => {
