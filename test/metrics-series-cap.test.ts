@@ -18,39 +18,11 @@ import { SeriesCap, OTHER } from '../src/telemetry/labels.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 import { ProxyMetrics } from '../src/telemetry/metrics.ts';
 import { BASE_ENV, startTestProxy } from './support/proxy.ts';
+import { families, total, type Sample } from './support/prometheus.ts';
 import { factsOf, openaiInfo, plainExchange } from './support/records.ts';
 import { EMULATOR_USAGE, startUpstream } from './support/upstream.ts';
 
 // ---------------------------------------------------------------- the exposition, parsed
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Samples by metric family (a histogram's _bucket, _sum and _count samples are its family's). */
-function families(text: string): Map<string, Sample[]> {
-  const types = new Map<string, string>();
-  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1] as string, m[2] as string);
-  const out = new Map<string, Sample[]>();
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
-    if (m === null) continue;
-    const name = m[1] as string;
-    const base = name.replace(/_(bucket|sum|count)$/, '');
-    const family = types.get(base) === 'histogram' ? base : name;
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1] as string, l[2] as string]));
-    const list = out.get(family) ?? [];
-    list.push({ name, labels, value: Number(m[3]) });
-    out.set(family, list);
-  }
-  return out;
-}
-
-function total(samples: Sample[] | undefined, name: string, where: (labels: Record<string, string>) => boolean = () => true): number {
-  return (samples ?? []).filter((s) => s.name === name && where(s.labels)).reduce((sum, s) => sum + s.value, 0);
-}
 
 function assertCapped(all: Map<string, Sample[]>, cap: number): void {
   const over = [...all].filter(([, samples]) => samples.length > cap).map(([family, samples]) => `${family}: ${samples.length}`);
