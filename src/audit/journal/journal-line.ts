@@ -180,8 +180,8 @@ function ejsonDate(date: Date): { $date: string | { $numberLong: string } } {
   return { $date: isoString(ms) };
 }
 
-// Dates of records written together share their minute, so its ISO prefix is formatted once:
-// toISOString costs about a microsecond, and every record has two dates.
+// Dates of records written together share their minute, so its ISO prefix is formatted once
+// rather than by toISOString for each of every record's two dates.
 let prefixMinute = Number.NaN;
 let prefix = '';
 
@@ -217,7 +217,7 @@ function embeddable(body: CapturedBody): Buffer | null {
   if (text.includes(LF) || text.includes(CR) || !isUtf8(text)) return null;
   // The parsed value keeps only the last of duplicate keys, so it cannot vouch for the others:
   // a `$` key (plain or escaped) or a NUL anywhere in the text sends the body the careful way.
-  // Byte and Buffer needles first: a string needle is converted on every call, a microsecond a body.
+  // Byte and Buffer needles first: a string needle is converted on every call.
   if (text.includes(DOLLAR) && text.includes(QUOTE_DOLLAR)) return null;
   return text.includes(ESCAPE_U00) && (text.includes(ESCAPED_DOLLAR) || text.includes(ESCAPED_NUL)) ? null : text;
 }

@@ -85,7 +85,7 @@ const NEWLINE = Buffer.from('\n');
 
 /**
  * Encodes record lines into shared slabs, each line a view of its slab. Buffer.from would count
- * the bytes of the text first (a second pass over ~2 KB) and allocate for every line; here the
+ * the bytes of the text first (a second pass over the line) and allocate for every line; here the
  * room is bounded instead (3 bytes per UTF-16 unit at most). A slab is kept alive by its lines
  * until they are written.
  */
