@@ -16,6 +16,7 @@ import type { JournalOptions } from '../src/audit/journal/journal.ts';
 import { recordLine } from '../src/audit/journal/journal-line.ts';
 import { enforceRetention, segmentPath } from '../src/audit/journal/journal-segments.ts';
 import { JSON_TEXT, type AuditRecord } from '../src/audit/record/record.ts';
+import { waitForWritable } from './support/audit.ts';
 import { chatRecord } from './support/records.ts';
 
 const tempDirs: string[] = [];
@@ -69,19 +70,6 @@ async function readRecords(dir: string): Promise<AuditRecord[]> {
     for (const line of await readLines(path)) records.push(EJSON.parse(line) as AuditRecord);
   }
   return records;
-}
-
-function waitForWritable(journal: Journal, writable: boolean, timeoutMs = 5000): Promise<void> {
-  if (journal.writable === writable) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`journal not writable=${writable} after ${timeoutMs} ms`)), timeoutMs);
-    const stop = journal.onWritableChange((now) => {
-      if (now !== writable) return;
-      clearTimeout(timer);
-      stop();
-      resolve();
-    });
-  });
 }
 
 /** Resolves when a log line containing `text` arrives; fails after `timeoutMs`. */

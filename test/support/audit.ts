@@ -49,6 +49,23 @@ function nextCommit(journal: Journal, deadline: number, what: () => string): { c
   return { committed, cancel };
 }
 
+/** Resolves once the journal is (or becomes) writable, or not, on its own event (`onWritableChange`). */
+export function waitForWritable(journal: Journal, writable: boolean, timeoutMs = 5000): Promise<void> {
+  if (journal.writable === writable) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`journal not writable=${writable} after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const stop = journal.onWritableChange((now) => {
+      if (now !== writable) return;
+      clearTimeout(timer);
+      stop();
+      resolve();
+    });
+  });
+}
+
 /** Resolves once `count` records have been appended and written, with the records. */
 export async function waitForRecords(proxy: TestProxy, count: number, timeoutMs = 10_000): Promise<AuditRecord[]> {
   const journal = proxy.runtime.journal;
