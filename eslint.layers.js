@@ -1,15 +1,16 @@
 // The layers of src/ and the arrows allowed between them, enforced by lint (eslint.config.js) and
 // tested by test/layers.test.ts: the hot path (proxy/) imports no observer and no exporter; the
 // capture layer produces facts for audit, metrics and tracing and imports none of them; metrics and
-// tracing read facts, never the audit record; only the shipper (and the journal's EJSON line
-// writer) touch MongoDB's packages.
+// tracing read facts, never the audit record; audit/ is three folders (record/ builds the record,
+// journal/ writes it to disk, shipper/ ships it to MongoDB) and only the shipper (and the journal's
+// EJSON line writer) touch MongoDB's packages.
 
 const EXPORTERS = ['@opentelemetry/*', 'prom-client'];
 const DATABASE = ['mongodb', 'bson'];
 
-/** A pattern for each folder named, as imported from a sibling folder of src/. */
+/** A pattern for each folder named, as imported from a folder of src/ or from one nested in it (audit/record/). */
 function folders(...names) {
-  return names.flatMap((name) => [`../${name}`, `../${name}/*`]);
+  return names.flatMap((name) => [`../${name}`, `../${name}/*`, `../../${name}`, `../../${name}/*`]);
 }
 
 /** The `@typescript-eslint/no-restricted-imports` rule refusing these patterns, saying why. */
@@ -23,7 +24,7 @@ export const layers = [
   {
     name: 'layers/src',
     files: ['src/**/*.ts'],
-    rules: { [RULE]: refuse('only the MongoDB shipper (audit/mongo.ts, audit/shipper-*.ts) and the journal line writer use the database packages', DATABASE) },
+    rules: { [RULE]: refuse('only the MongoDB shipper (audit/shipper/) and the journal line writer (audit/journal/journal-line.ts) use the database packages', DATABASE) },
   },
   {
     name: 'layers/proxy',
@@ -57,8 +58,15 @@ export const layers = [
   },
   {
     name: 'layers/audit-shipper',
-    files: ['src/audit/mongo.ts', 'src/audit/shipper-*.ts', 'src/audit/journal-line.ts'],
+    files: ['src/audit/shipper/**/*.ts'],
     rules: { [RULE]: refuse('audit/ records and ships; metrics and traces are telemetry/ (both consume the capture facts)', folders('telemetry'), EXPORTERS) },
+  },
+  {
+    name: 'layers/audit-journal-line',
+    files: ['src/audit/journal/journal-line.ts'],
+    rules: {
+      [RULE]: refuse('the journal writes its lines in MongoDB Extended JSON (bson) but never talks to the database: that is the shipper (audit/shipper/)', folders('telemetry'), EXPORTERS, ['mongodb']),
+    },
   },
   {
     name: 'layers/policy',

@@ -3,7 +3,7 @@
  */
 import { startProxy } from './app.ts';
 import { createRuntime } from './runtime.ts';
-import { MongoShipperConfigError } from './audit/mongo.ts';
+import { MongoShipperConfigError } from './audit/shipper/mongo.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { errorMessage, log } from './log.ts';
 import { PolicyFileError } from './policy/policy-file.ts';

@@ -8,10 +8,10 @@
  * content, when asked for); metrics and tracing alone keep none.
  */
 import type { Components } from './app.ts';
-import { Journal } from './audit/journal.ts';
-import { MongoShipper } from './audit/mongo.ts';
-import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from './audit/identity.ts';
-import { recordBatchMs, Recorder, type RecordSink } from './audit/recorder.ts';
+import { Journal } from './audit/journal/journal.ts';
+import { MongoShipper } from './audit/shipper/mongo.ts';
+import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from './audit/record/identity.ts';
+import { recordBatchMs, Recorder, type RecordSink } from './audit/record/recorder.ts';
 import { RECORD_BATCH_MS } from './capture/backlog.ts';
 import { CaptureObserver } from './capture/capture-observer.ts';
 import type { Identify } from './capture/facts.ts';

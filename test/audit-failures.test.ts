@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
-import { Journal } from '../src/audit/journal.ts';
-import { readJournal } from './support/audit.ts';
+import { Journal } from '../src/audit/journal/journal.ts';
+import { readJournal, waitForRecords, waitForWritable } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
 import { freePort, until } from './support/net.ts';
@@ -66,10 +66,11 @@ describe('journal unwritable', () => {
       assert.equal(health.audit.journal.writable, false);
       assert.equal(health.audit.journal.dropped, 3);
       blocked.unblock();
-      await until(() => journal.writable);
+      await waitForWritable(journal, true);
       assert.equal((await chat(proxy)).status, 200);
-      await until(() => journal.stats.committed === 1);
-      assert.equal((await readJournal(blocked.dir)).length, 1);
+      // Appended: the 3 dropped and this one, which the journal commits.
+      assert.equal((await waitForRecords(proxy, 4)).length, 1);
+      assert.equal(journal.stats.committed, 1);
     } finally {
       await proxy.close();
     }
@@ -84,7 +85,7 @@ describe('journal unwritable', () => {
       assert.equal(upstream.requests.length, before, 'nothing was forwarded');
       assert.equal(await readyStatus(proxy), 503);
       blocked.unblock();
-      await until(() => (proxy.runtime.journal as Journal).writable);
+      await waitForWritable(proxy.runtime.journal as Journal, true);
       assert.deepEqual(await chat(proxy), { status: 200, code: null });
       assert.equal(await readyStatus(proxy), 200);
     } finally {
@@ -137,7 +138,7 @@ describe('disk full (a real tmpfs)', () => {
         assert.equal(next.status, required ? 503 : 200);
         assert.equal(refused, 0, 'requests are only refused once the journal is known unwritable');
         rmSync(filler);
-        await until(() => journal.writable);
+        await waitForWritable(journal, true);
         assert.equal((await chat(proxy)).status, 200);
       } finally {
         await proxy.close();

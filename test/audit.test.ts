@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { fingerprint } from '../src/audit/identity.ts';
+import { fingerprint } from '../src/audit/record/identity.ts';
 import { recordOf } from './support/audit.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { EMULATOR_TEXT, EMULATOR_USAGE, startUpstream, type Upstream } from './support/upstream.ts';

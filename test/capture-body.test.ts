@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { recordLine } from '../src/audit/journal-line.ts';
-import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record.ts';
+import { recordLine } from '../src/audit/journal/journal-line.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../src/audit/record/record.ts';
 import { BodyCapture, type BodyCaptureOptions } from '../src/capture/body-capture.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
+import { bareRecord } from './support/records.ts';
 
 function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -37,14 +38,7 @@ function pick(body: CapturedBody): [string, unknown, string | undefined] {
 
 /** A minimal record around a captured request body, to see its journal line. */
 function recordWith(request: CapturedBody): AuditRecord {
-  const at = new Date(0);
-  return {
-    _id: 'r', schema: 1, startedAt: at, endedAt: at, durationMs: 0, upstreamTtfbMs: null, institution: null,
-    client: { address: null, userAgent: null }, apiKey: null, upstream: '',
-    request: { method: 'POST', path: '/', query: null, headers: {}, ...request },
-    response: { status: 200, headers: {}, contentType: null, bytes: 0, body: null, bodyEncoding: 'omitted', truncated: false, sha256: '', streamed: false },
-    openai: null, outcome: 'ok', error: null, trace: null,
-  };
+  return bareRecord('r', request);
 }
 
 const REQUEST = { model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Grüße 🌍' }] };

@@ -43,7 +43,7 @@ test('text fields, a file part, preamble and epilogue', () => {
   assert.deepEqual(parser.parts, PARTS);
   assert.equal(parser.complete, true);
   assert.equal(parser.failed, false);
-  assert.equal(parser.model, 'gpt-4o-transcribe');
+  assert.equal(parser.textField('model'), 'gpt-4o-transcribe');
   assert.equal(parser.textField('file'), null);
 });
 

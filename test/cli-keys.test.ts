@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { fingerprint } from '../src/audit/identity.ts';
+import { fingerprint } from '../src/audit/record/identity.ts';
 import { swapCredentialHeaders } from '../src/policy/credential-swap.ts';
 import { resolveIdentity } from '../src/policy/identity.ts';
 import { loadPolicy } from '../src/policy/policy-file.ts';

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import type { AuditRecord } from '../src/audit/record.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
 import { recordOf } from './support/audit.ts';
 import { policyDir } from './support/policy.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';

@@ -20,6 +20,7 @@ import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { familyOf, labelUses, metricNames, metricTypes, parseSamples } from './support/prometheus.ts';
 import { post, realtimeSession } from './support/traffic.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -324,40 +325,6 @@ function durationSeconds(value: string): number {
   return Number(match[1]) * factor;
 }
 
-// ---------------------------------------------------------------- PromQL, as far as the dashboard needs it
-
-const PROMQL_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
-
-/** Metric names in a PromQL expression: identifiers that are not functions, keywords, labels or strings. */
-function metricNames(expr: string): string[] {
-  const stripped = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const names = new Set<string>();
-  for (const m of stripped.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
-    const [, name, call] = m as unknown as [string, string, string | undefined];
-    if (call === undefined && !PROMQL_WORDS.has(name.toLowerCase())) names.add(name);
-  }
-  return [...names];
-}
-
-/** Label names used in selectors ({label="..."}) per metric, and in grouping clauses. */
-function labelUses(expr: string): { selectors: Array<{ metric: string | null; labels: string[] }>; grouping: string[] } {
-  const selectors = [...expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}/g)].map((m) => ({
-    metric: m[1] ?? null,
-    labels: [...(m[2] as string).matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1] as string),
-  }));
-  const grouping = [...expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)].flatMap((m) =>
-    (m[1] as string)
-      .split(',')
-      .map((l) => l.trim())
-      .filter((l) => l !== ''),
-  );
-  return { selectors, grouping };
-}
-
 // ---------------------------------------------------------------- the exposition
 
 interface Exposition {
@@ -368,29 +335,13 @@ interface Exposition {
 }
 
 function parseExposition(text: string): Exposition {
-  const types = new Map<string, string>();
   const samples = new Map<string, Set<string>>();
-  for (const line of text.split('\n')) {
-    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
-    if (type !== null) {
-      types.set(type[1] as string, type[2] as string);
-      continue;
-    }
-    const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? \S+/.exec(line);
-    if (sample === null) continue;
-    const labels = samples.get(sample[1] as string) ?? new Set<string>();
-    for (const l of (sample[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) labels.add(l[1] as string);
-    samples.set(sample[1] as string, labels);
+  for (const s of parseSamples(text)) {
+    const labels = samples.get(s.name) ?? new Set<string>();
+    for (const l of Object.keys(s.labels)) labels.add(l);
+    samples.set(s.name, labels);
   }
-  return { types, samples };
-}
-
-/** The family a referenced name belongs to: itself, or a histogram/summary for _bucket/_sum/_count. */
-function family(name: string, exposition: Exposition): string | undefined {
-  if (exposition.types.has(name)) return name;
-  const base = /^(.*)_(?:bucket|sum|count)$/.exec(name)?.[1];
-  const type = base === undefined ? undefined : exposition.types.get(base);
-  return type === 'histogram' || type === 'summary' ? base : undefined;
+  return { types: metricTypes(text), samples };
 }
 
 // ---------------------------------------------------------------- traffic
@@ -521,7 +472,7 @@ describe('every metric and label on the dashboard exists on a running proxy', ()
     const exprs = [...promTargets(dashboard()).map((t) => t.expr), ...dashboard().templating.list.map(variableQuery)];
     for (const expr of exprs) {
       for (const name of metricNames(expr.replace(/^label_values\((.*),\s*\w+\)$/, '$1'))) {
-        if (!PROMETHEUS_SERIES.has(name) && family(name, exposition) === undefined) missing.push(`${name} (in ${expr})`);
+        if (!PROMETHEUS_SERIES.has(name) && familyOf(name, exposition.types) === undefined) missing.push(`${name} (in ${expr})`);
       }
     }
     assert.deepEqual(missing, []);

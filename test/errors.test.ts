@@ -20,9 +20,9 @@ const MODULES = [
   '../src/policy/errors.ts',
   '../src/policy/policy-file.ts',
   '../src/policy/prices.ts',
-  '../src/audit/shipper-checkpoint.ts',
-  '../src/audit/shipper-mongo.ts',
-  '../src/audit/journal-segments.ts',
+  '../src/audit/shipper/shipper-checkpoint.ts',
+  '../src/audit/shipper/shipper-mongo.ts',
+  '../src/audit/journal/journal-segments.ts',
   '../src/cli/usage.ts',
 ];
 

@@ -1,34 +1,32 @@
 /** The pure span builders of src/telemetry/genai.ts, from hand-made exchange facts: no sockets, no SDK. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record.ts';
-import { exchangeFacts, upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
+import type { BodyEncoding, OpenAIInfo, Outcome } from '../src/audit/record/record.ts';
+import { upstreamErrorCode, type ExchangeFacts } from '../src/capture/facts.ts';
 import { isObject } from '../src/capture/guards.ts';
 import {
   clientOutcome,
   clientSpanName,
   contentAttributes,
-  errorType,
   genaiAttributes,
   routeTemplate,
   serverOutcome,
 } from '../src/telemetry/genai.ts';
+import { operationErrorType } from '../src/telemetry/error-type.ts';
+import { factsOf, openaiInfo, plainExchange } from './support/records.ts';
 
 function openai(over: Partial<OpenAIInfo> = {}): OpenAIInfo {
-  return {
-    operation: 'chat.completions',
+  return openaiInfo({
     requestModel: 'gpt-4o',
     responseModel: 'gpt-4o-2024-08-06',
-    stream: false,
     usage: { inputTokens: 11, outputTokens: 7, totalTokens: 18, cachedTokens: 3, reasoningTokens: 2 },
-    finishReasons: ['stop'],
     responseId: 'chatcmpl-abc',
     outputText: 'Hello there',
     upstreamRequestId: 'req_1',
     organization: 'org-test',
     processingMs: 12,
     ...over,
-  };
+  });
 }
 
 interface RecordOptions {
@@ -51,39 +49,20 @@ function facts(o: RecordOptions = {}): ExchangeFacts {
   const requestJson = o.body !== undefined && (o.bodyEncoding ?? 'json') === 'json' ? o.body : undefined;
   const responseJson = o.responseBody !== undefined && (o.responseEncoding ?? 'json') === 'json' ? o.responseBody : undefined;
   const status = o.status === undefined ? 200 : o.status;
-  const base = exchangeFacts(
+  const exchange = Object.assign(plainExchange(o.method, o.path), { startHr: 0, endHr: 1000, status, origin: 'https://api.openai.com' });
+  return factsOf(
     {
-      id: 'id-1',
-      kind: 'http',
-      req: { headers: {}, socket: { remoteAddress: '127.0.0.1' } },
-      startedAt: 0,
-      startHr: 0,
-      method: o.method ?? 'POST',
-      path: o.path ?? '/v1/chat/completions',
-      query: null,
-      targetError: null,
-      origin: 'https://api.openai.com',
-      upstreamPath: null,
-      upstreamStartHr: null,
-      responseHeadHr: null,
-      status,
-      error: null,
-      endHr: 1000,
-      overheadMs: null,
-    } as unknown as Parameters<typeof exchangeFacts>[0],
-    null,
+      ...(info ?? {}),
+      operation: info?.operation ?? null,
+      ttfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
+      requestParameters: isObject(requestJson) ? requestJson : {},
+      requestContent: requestJson,
+      outcome: o.outcome ?? 'ok',
+      error: o.error ?? null,
+      upstreamErrorCode: upstreamErrorCode(status, isObject(responseJson) ? responseJson : {}),
+    },
+    exchange,
   );
-  return {
-    ...base,
-    ...(info ?? {}),
-    operation: info?.operation ?? null,
-    ttfbMs: o.ttfbMs === undefined ? 250 : o.ttfbMs,
-    requestParameters: isObject(requestJson) ? requestJson : {},
-    requestContent: requestJson,
-    outcome: o.outcome ?? 'ok',
-    error: o.error ?? null,
-    upstreamErrorCode: upstreamErrorCode(status, isObject(responseJson) ? responseJson : {}),
-  };
 }
 
 describe('routeTemplate', () => {
@@ -201,29 +180,29 @@ describe('genaiAttributes', () => {
   });
 });
 
-describe('errorType', () => {
+describe('operationErrorType (error-type.ts, shared by span and metric)', () => {
   test("the proxy's own error code comes first", () => {
     const r = facts({ status: 502, outcome: 'upstream_unreachable', error: { type: 'upstream_unreachable', message: 'connect ECONNREFUSED' } });
-    assert.equal(errorType(r), 'upstream_unreachable');
+    assert.equal(operationErrorType(r), 'upstream_unreachable');
   });
 
   test("then upstream's OpenAI error code, then its error type", () => {
     const rateLimited = { error: { message: 'slow down', type: 'requests', param: null, code: 'rate_limit_exceeded' } };
-    assert.equal(errorType(facts({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
+    assert.equal(operationErrorType(facts({ status: 429, responseBody: rateLimited })), 'rate_limit_exceeded');
     const serverError = { error: { message: 'oops', type: 'server_error', param: null, code: null } };
-    assert.equal(errorType(facts({ status: 500, responseBody: serverError })), 'server_error');
+    assert.equal(operationErrorType(facts({ status: 500, responseBody: serverError })), 'server_error');
   });
 
   test('then the status code', () => {
-    assert.equal(errorType(facts({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
-    assert.equal(errorType(facts({ status: 503, responseBody: { detail: 'busy' } })), '503');
-    assert.equal(errorType(facts({ status: 400, responseBody: { error: { code: '' } } })), '400');
+    assert.equal(operationErrorType(facts({ status: 404, responseBody: 'Not Found', responseEncoding: 'text' })), '404');
+    assert.equal(operationErrorType(facts({ status: 503, responseBody: { detail: 'busy' } })), '503');
+    assert.equal(operationErrorType(facts({ status: 400, responseBody: { error: { code: '' } } })), '400');
   });
 
   test('undefined for a success', () => {
-    assert.equal(errorType(facts()), undefined);
-    assert.equal(errorType(facts({ status: 304 })), undefined);
-    assert.equal(errorType(facts({ status: null })), undefined);
+    assert.equal(operationErrorType(facts()), undefined);
+    assert.equal(operationErrorType(facts({ status: 304 })), undefined);
+    assert.equal(operationErrorType(facts({ status: null })), undefined);
   });
 });
 

@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
-import { Journal } from '../src/audit/journal.ts';
-import type { AuditRecord } from '../src/audit/record.ts';
+import { Journal } from '../src/audit/journal/journal.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 import { readJournal, waitForRecords } from './support/audit.ts';
 import { until } from './support/net.ts';
 import { startTestProxy } from './support/proxy.ts';
 import { installSlowDisk } from './support/slow-disk.ts';
+import { bareRecord } from './support/records.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
 
 const MIB = 1024 * 1024;
@@ -38,20 +39,8 @@ async function tempDir(): Promise<string> {
 }
 
 function record(n: number, text: string): AuditRecord {
-  const at = new Date(Date.UTC(2025, 0, 1));
-  return {
-    _id: `bp-${n}`, schema: 1, startedAt: at, endedAt: at, durationMs: 1, upstreamTtfbMs: null, institution: null,
-    client: { address: null, userAgent: null }, apiKey: null, upstream: 'https://api.openai.com',
-    request: {
-      method: 'POST', path: '/v1/chat/completions', query: null, headers: {}, contentType: 'text/plain',
-      bytes: text.length, body: text, bodyEncoding: 'text', truncated: false, sha256: '00'.repeat(32),
-    },
-    response: {
-      status: 200, headers: {}, contentType: null, bytes: 0, body: null, bodyEncoding: 'omitted', truncated: false,
-      sha256: '00'.repeat(32), streamed: false,
-    },
-    openai: null, outcome: 'ok', error: null, trace: null,
-  };
+  const captured = { contentType: 'text/plain', bytes: text.length, body: text, bodyEncoding: 'text', sha256: '00'.repeat(32) } as const;
+  return bareRecord(`bp-${n}`, captured, new Date(Date.UTC(2025, 0, 1)));
 }
 
 describe('journal backpressure', () => {

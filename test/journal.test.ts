@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
 import { EJSON } from 'bson';
-import { Journal, listSegments, segmentSequence } from '../src/audit/journal.ts';
-import type { JournalOptions } from '../src/audit/journal.ts';
-import { recordLine } from '../src/audit/journal-line.ts';
-import { enforceRetention, segmentPath } from '../src/audit/journal-segments.ts';
-import { JSON_TEXT, type AuditRecord } from '../src/audit/record.ts';
+import { Journal, listSegments, segmentSequence } from '../src/audit/journal/journal.ts';
+import type { JournalOptions } from '../src/audit/journal/journal.ts';
+import { recordLine } from '../src/audit/journal/journal-line.ts';
+import { enforceRetention, segmentPath } from '../src/audit/journal/journal-segments.ts';
+import { JSON_TEXT, type AuditRecord } from '../src/audit/record/record.ts';
+import { waitForWritable } from './support/audit.ts';
+import { chatRecord } from './support/records.ts';
 
 const tempDirs: string[] = [];
 
@@ -34,39 +36,7 @@ async function tempDir(): Promise<string> {
 }
 
 function record(n: number, body: unknown = { model: 'gpt-4o-mini', n }): AuditRecord {
-  const startedAt = new Date(Date.UTC(2025, 0, 1) + n * 1001);
-  return {
-    _id: `req-${n}`,
-    schema: 1,
-    startedAt,
-    endedAt: new Date(startedAt.getTime() + 250),
-    durationMs: 250.125,
-    upstreamTtfbMs: 80.5,
-    institution: 'univ-a',
-    client: { address: '10.0.0.7', userAgent: 'OpenAI/Python 1.40.0' },
-    apiKey: { fingerprint: 'sha256:0123456789abcdef', hint: 'sk-…abcd' },
-    upstream: 'https://api.openai.com',
-    request: {
-      method: 'POST', path: '/v1/chat/completions', query: null,
-      headers: { 'content-type': 'application/json', authorization: '[redacted]' },
-      contentType: 'application/json', bytes: 120, body, bodyEncoding: 'json', truncated: false, sha256: 'ab'.repeat(32),
-    },
-    response: {
-      status: 200, headers: { 'content-type': 'application/json', 'x-request-id': `req_${n}` },
-      contentType: 'application/json', bytes: 300, streamed: false,
-      body: { id: `chatcmpl-${n}`, choices: [{ index: 0, message: { role: 'assistant', content: 'Hello ✓' } }] },
-      bodyEncoding: 'json', truncated: false, sha256: 'cd'.repeat(32),
-    },
-    openai: {
-      operation: 'chat.completions', requestModel: 'gpt-4o-mini', responseModel: 'gpt-4o-mini-2024-07-18', stream: false,
-      usage: { inputTokens: 12, outputTokens: 30, totalTokens: 42, cachedTokens: 0, reasoningTokens: null },
-      finishReasons: ['stop'], responseId: `chatcmpl-${n}`, outputText: 'Hello ✓', upstreamRequestId: `req_${n}`,
-      organization: 'org-x', processingMs: 120,
-    },
-    outcome: 'ok',
-    error: null,
-    trace: { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' },
-  };
+  return chatRecord(n, { requestBody: body });
 }
 
 /** A record of about 2 KiB, like a short chat completion with its answer. */
@@ -100,19 +70,6 @@ async function readRecords(dir: string): Promise<AuditRecord[]> {
     for (const line of await readLines(path)) records.push(EJSON.parse(line) as AuditRecord);
   }
   return records;
-}
-
-function waitForWritable(journal: Journal, writable: boolean, timeoutMs = 5000): Promise<void> {
-  if (journal.writable === writable) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`journal not writable=${writable} after ${timeoutMs} ms`)), timeoutMs);
-    const stop = journal.onWritableChange((now) => {
-      if (now !== writable) return;
-      clearTimeout(timer);
-      stop();
-      resolve();
-    });
-  });
 }
 
 /** Resolves when a log line containing `text` arrives; fails after `timeoutMs`. */
@@ -232,19 +189,32 @@ describe('audit journal', () => {
     await journal.close();
   });
 
-  test('fsync interval: at most one fsync per interval, and flush makes everything durable', async () => {
+  test('fsync interval: at most one fsync per interval, and flush makes everything durable', async (t) => {
+    // The clock is mocked (the sync timer and the Date.now() it is measured with); the disk is real.
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.now() });
     const dir = await tempDir();
     const journal = await openJournal({ dir, fsync: 'interval', fsyncIntervalMs: 50 });
-    const started = Date.now();
-    while (Date.now() - started < 400) {
+    const committed = (): Promise<void> => new Promise((resolve) => {
+      const off = journal.onCommit(() => {
+        off();
+        resolve();
+      });
+    });
+    // A record every 10 ms for 400 ms. The writer syncs before it writes, so once a batch has
+    // committed, the fsync the timer asked for before it has been done.
+    for (let elapsed = 0; elapsed <= 400; elapsed += 10) {
+      const landed = committed();
       journal.append(record(0));
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await landed;
+      t.mock.timers.tick(10);
     }
-    const elapsed = Date.now() - started;
+    const landed = committed();
+    journal.append(record(0));
+    await landed;
     const { fsyncs, batches } = journal.stats;
-    assert.ok(fsyncs >= 2, `${fsyncs} fsyncs`);
-    assert.ok(fsyncs <= elapsed / 50 + 2, `${fsyncs} fsyncs in ${elapsed} ms`);
-    assert.ok(batches > fsyncs);
+    assert.ok(fsyncs >= 400 / 50, `${fsyncs} fsyncs: one each interval`);
+    assert.ok(fsyncs <= 400 / 50 + 2, `${fsyncs} fsyncs: at most one each interval`);
+    assert.equal(batches, 42);
     journal.append(record(1));
     await journal.flush();
     assert.ok(journal.stats.fsyncs > fsyncs, 'flush fsyncs what was written since the last fsync');

@@ -10,47 +10,19 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import type { OpenAIInfo } from '../src/audit/record.ts';
-import { exchangeFacts, type ExchangeFacts } from '../src/capture/facts.ts';
-import { newExchange, type Exchange } from '../src/proxy/observer.ts';
+import type { OpenAIInfo } from '../src/audit/record/record.ts';
+import type { ExchangeFacts } from '../src/capture/facts.ts';
 import { genAiOperationName } from '../src/capture/operation.ts';
 import { loadConfig } from '../src/config.ts';
 import { SeriesCap, OTHER } from '../src/telemetry/labels.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
 import { ProxyMetrics } from '../src/telemetry/metrics.ts';
 import { BASE_ENV, startTestProxy } from './support/proxy.ts';
+import { families, total, type Sample } from './support/prometheus.ts';
+import { factsOf, openaiInfo, plainExchange } from './support/records.ts';
 import { EMULATOR_USAGE, startUpstream } from './support/upstream.ts';
 
 // ---------------------------------------------------------------- the exposition, parsed
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Samples by metric family (a histogram's _bucket, _sum and _count samples are its family's). */
-function families(text: string): Map<string, Sample[]> {
-  const types = new Map<string, string>();
-  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1] as string, m[2] as string);
-  const out = new Map<string, Sample[]>();
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
-    if (m === null) continue;
-    const name = m[1] as string;
-    const base = name.replace(/_(bucket|sum|count)$/, '');
-    const family = types.get(base) === 'histogram' ? base : name;
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1] as string, l[2] as string]));
-    const list = out.get(family) ?? [];
-    list.push({ name, labels, value: Number(m[3]) });
-    out.set(family, list);
-  }
-  return out;
-}
-
-function total(samples: Sample[] | undefined, name: string, where: (labels: Record<string, string>) => boolean = () => true): number {
-  return (samples ?? []).filter((s) => s.name === name && where(s.labels)).reduce((sum, s) => sum + s.value, 0);
-}
 
 function assertCapped(all: Map<string, Sample[]>, cap: number): void {
   const over = [...all].filter(([, samples]) => samples.length > cap).map(([family, samples]) => `${family}: ${samples.length}`);
@@ -112,37 +84,38 @@ const OPERATIONS = [
 ];
 
 function openai(operation: string, model: string): OpenAIInfo {
-  return {
+  return openaiInfo({
     operation,
     requestModel: model,
     responseModel: model,
-    stream: false,
     usage: { inputTokens: 11, outputTokens: 7, totalTokens: 18, cachedTokens: 3, reasoningTokens: 2 },
-    finishReasons: ['stop'],
     responseId: null,
     outputText: null,
     upstreamRequestId: null,
     organization: null,
     processingMs: null,
-  };
+  });
 }
 
-const EXCHANGE: Exchange = newExchange({ method: 'POST', url: '/v1/x', headers: {}, socket: {} } as Parameters<typeof newExchange>[0], 'http');
+const EXCHANGE = plainExchange('POST', '/v1/x');
 
 /** The facts the capture hands metrics for one such exchange (capture/facts.ts). */
 function facts(operation: string, model: string, institution: string, status: number): ExchangeFacts {
-  return {
-    ...exchangeFacts(EXCHANGE, { apiKey: null, institution, institutionSource: 'header' }),
-    ...openai(operation, model),
-    status,
-    upstreamStatus: status,
-    durationMs: 50,
-    ttfbMs: 20,
-    overheadMs: 0.1,
-    requestBytes: 10,
-    responseBytes: 10,
-    error: status < 400 ? null : { type: `http_${status}`, message: 'refused' },
-  };
+  return factsOf(
+    {
+      ...openai(operation, model),
+      status,
+      upstreamStatus: status,
+      durationMs: 50,
+      ttfbMs: 20,
+      overheadMs: 0.1,
+      requestBytes: 10,
+      responseBytes: 10,
+      error: status < 400 ? null : { type: `http_${status}`, message: 'refused' },
+    },
+    EXCHANGE,
+    { apiKey: null, institution, institutionSource: 'header' },
+  );
 }
 
 test('through facts(): 100 institutions × 44 operations × 12 statuses × 50 models stay within the cap, totals exact, folds counted', async () => {

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { waitForRecords } from './support/audit.ts';
+import { sample } from './support/prometheus.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { EMULATOR_USAGE, startUpstream, type Upstream } from './support/upstream.ts';
 
@@ -34,17 +36,6 @@ async function scrape(base: string, accept?: string): Promise<{ text: string; co
   return { text: await res.body.text(), contentType: String(res.headers['content-type']) };
 }
 
-/** The value of one sample, or undefined; labels must match exactly those given (a subset is enough). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)/.exec(line);
-    if (match === null || match[1] !== name) continue;
-    const labelText = (match[2] ?? '').split(',');
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(match[3]);
-  }
-  return undefined;
-}
-
 async function chat(model: string, headers: Record<string, string> = {}, stream = false): Promise<Awaited<ReturnType<typeof request>>> {
   const res = await request(`${proxy.url}/v1/chat/completions`, {
     method: 'POST',
@@ -55,13 +46,9 @@ async function chat(model: string, headers: Record<string, string> = {}, stream 
   return res;
 }
 
+/** Resolves once `requests` exchanges have their records in the journal: their facts reached every consumer. */
 async function settle(requests: number): Promise<void> {
-  const journal = proxy.runtime.journal;
-  const deadline = Date.now() + 5000;
-  while ((journal?.stats.appended ?? 0) < requests) {
-    if (Date.now() > deadline) throw new Error('records did not arrive');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await waitForRecords(proxy, requests);
 }
 
 describe('after known traffic', () => {

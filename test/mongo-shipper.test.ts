@@ -11,13 +11,14 @@ import type { TestContext } from 'node:test';
 import { EJSON } from 'bson';
 import { MongoClient } from 'mongodb';
 import type { MongoClientOptions } from 'mongodb';
-import { Journal, listSegments } from '../src/audit/journal.ts';
-import type { JournalOptions } from '../src/audit/journal.ts';
-import { CHECKPOINT_FILE, DEAD_LETTER_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/mongo.ts';
-import type { MongoShipperOptions, ShipperStats } from '../src/audit/mongo.ts';
-import type { AuditRecord } from '../src/audit/record.ts';
+import { Journal, listSegments } from '../src/audit/journal/journal.ts';
+import type { JournalOptions } from '../src/audit/journal/journal.ts';
+import { CHECKPOINT_FILE, DEAD_LETTER_FILE, MongoShipper, MongoShipperConfigError } from '../src/audit/shipper/mongo.ts';
+import type { MongoShipperOptions, ShipperStats } from '../src/audit/shipper/mongo.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
 import { startMongoDouble } from './support/mongo-double.ts';
 import type { MongoDouble } from './support/mongo-double.ts';
+import { chatRecord } from './support/records.ts';
 
 const CLIENT: MongoClientOptions = { serverSelectionTimeoutMS: 1000, heartbeatFrequencyMS: 500, connectTimeoutMS: 1000 };
 const DB = 'openai_proxy';
@@ -30,40 +31,15 @@ after(async () => {
 
 /** A chat completion as the proxy records it, ended just now. */
 function record(n: number): AuditRecord {
-  const endedAt = new Date();
-  const startedAt = new Date(endedAt.getTime() - 1500);
-  return {
-    _id: `req-${String(n).padStart(6, '0')}`,
-    schema: 1,
-    startedAt,
-    endedAt,
+  return chatRecord(n, {
+    id: `req-${String(n).padStart(6, '0')}`,
+    startedAt: new Date(Date.now() - 1500),
     durationMs: 1500.25,
-    upstreamTtfbMs: 310.5,
     institution: n % 2 === 0 ? 'univ-a' : 'univ-b',
-    client: { address: '10.0.0.7', userAgent: 'OpenAI/Python 1.40.0' },
-    apiKey: { fingerprint: 'sha256:0123456789abcdef', hint: 'sk-…abcd' },
-    upstream: 'https://api.openai.com',
-    request: {
-      method: 'POST', path: '/v1/chat/completions', query: null,
-      headers: { 'content-type': 'application/json', authorization: '[redacted]' },
-      contentType: 'application/json', bytes: 180, bodyEncoding: 'json', truncated: false, sha256: 'ab'.repeat(32),
-      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Question ${n}: summarise the borrowing rules.` }] },
-    },
-    response: {
-      status: 200, headers: { 'content-type': 'application/json', 'x-request-id': `req_${n}` },
-      contentType: 'application/json', bytes: 420, streamed: false, bodyEncoding: 'json', truncated: false, sha256: 'cd'.repeat(32),
-      body: { id: `chatcmpl-${n}`, choices: [{ index: 0, message: { role: 'assistant', content: 'Graduate students may borrow… '.repeat(8) } }] },
-    },
-    openai: {
-      operation: 'chat.completions', requestModel: 'gpt-4o-mini', responseModel: 'gpt-4o-mini-2024-07-18', stream: false,
-      usage: { inputTokens: 12, outputTokens: 30, totalTokens: 42, cachedTokens: 0, reasoningTokens: null },
-      finishReasons: ['stop'], responseId: `chatcmpl-${n}`, outputText: 'Graduate students may borrow…', upstreamRequestId: `req_${n}`,
-      organization: 'org-x', processingMs: 120,
-    },
-    outcome: 'ok',
-    error: null,
-    trace: { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' },
-  };
+    requestBody: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `Question ${n}: summarise the borrowing rules.` }] },
+    answer: 'Graduate students may borrow… '.repeat(8),
+    outputText: 'Graduate students may borrow…',
+  });
 }
 
 const ids = (from: number, count: number): string[] => Array.from({ length: count }, (_, i) => record(from + i)._id);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { after, test } from 'node:test';
-import { fingerprint } from '../src/audit/identity.ts';
+import { fingerprint } from '../src/audit/record/identity.ts';
 import { describeError } from '../src/proxy/errors.ts';
 import { clientSubprotocol, swapCredentialHeaders, swapSubprotocols } from '../src/policy/credential-swap.ts';
 import { InstitutionRequiredError, InvalidApiKeyError } from '../src/policy/errors.ts';

@@ -16,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { fingerprint } from '../src/audit/identity.ts';
+import { fingerprint } from '../src/audit/record/identity.ts';
 import { newVirtualKey } from '../src/policy/virtual-key-format.ts';
 import { recordOf } from './support/audit.ts';
 import { until } from './support/net.ts';

@@ -21,6 +21,7 @@ import { parse } from 'yaml';
 import { freePort, until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { instantQuery, metricNames, prometheusApi, type ApiResponse } from './support/prometheus.ts';
 import { post, realtimeSession } from './support/traffic.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -107,41 +108,16 @@ function toPromQL(expr: string): string {
   return q;
 }
 
-/** Metric names in a PromQL expression: identifiers that are not functions, keywords, labels or strings. */
-function metricNames(expr: string): string[] {
-  const stripped = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const words = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
-  return [...stripped.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)].filter((m) => m[2] === undefined && !words.has((m[1] as string).toLowerCase())).map((m) => m[1] as string);
-}
-
 // ---------------------------------------------------------------- Prometheus HTTP API
-
-interface Sample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-interface ApiResponse<T> {
-  status: 'success' | 'error';
-  data: T;
-  errorType?: string;
-  error?: string;
-}
 
 let promUrl = '';
 
-async function api<T>(path: string, params: Record<string, string | string[]>): Promise<ApiResponse<T>> {
-  const url = new URL(`${promUrl}${path}`);
-  for (const [key, value] of Object.entries(params)) for (const v of [value].flat()) url.searchParams.append(key, v);
-  const res = await request(url, { headersTimeout: 10_000, bodyTimeout: 10_000 });
-  return (await res.body.json()) as ApiResponse<T>;
+function api<T>(path: string, params: Record<string, string | string[]>): Promise<ApiResponse<T>> {
+  return prometheusApi<T>(promUrl, path, params);
 }
 
-async function query(promql: string): Promise<ApiResponse<{ resultType: string; result: Sample[] }>> {
-  return api('/api/v1/query', { query: promql });
+function query(promql: string): ReturnType<typeof instantQuery> {
+  return instantQuery(promUrl, promql);
 }
 
 // ---------------------------------------------------------------- traffic
@@ -165,8 +141,6 @@ async function round(proxy: TestProxy): Promise<number> {
   assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 500, 502, 101]);
   return statuses.length;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------- the run
 
@@ -247,7 +221,8 @@ describe('the dashboard on a real Prometheus', { timeout: 60_000 }, () => {
     let exchanges = 0;
     for (let i = 0; i < 4; i++) {
       exchanges += await round(proxy);
-      await sleep(600);
+      const roundDone = Date.now() / 1000;
+      await until(async () => (await lastScrape()) > roundDone, 10_000, `a scrape after round ${i + 1}`);
     }
     const journal = proxy.runtime.journal;
     await until(() => (journal?.stats.appended ?? 0) >= exchanges, 10_000, 'audit records of the traffic');

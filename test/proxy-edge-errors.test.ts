@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import type { AuditRecord } from '../src/audit/record.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
 import { recordOf } from './support/audit.ts';
 import { until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';

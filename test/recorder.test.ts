@@ -12,8 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { test } from 'node:test';
-import type { AuditRecord } from '../src/audit/record.ts';
-import { recordBatchMs } from '../src/audit/recorder.ts';
+import type { AuditRecord } from '../src/audit/record/record.ts';
+import { recordBatchMs } from '../src/audit/record/recorder.ts';
 import { RECORD_BATCH_MS } from '../src/capture/backlog.ts';
 import type { CaptureObserver } from '../src/capture/capture-observer.ts';
 import { MemoryBudget } from '../src/memory-budget.ts';
@@ -62,10 +62,15 @@ test('records wait for their batch; close builds them all', async () => {
   assert.deepEqual(failures, []);
 });
 
-test('a batch is built once its delay has passed', async () => {
+test('a batch is built once its delay has passed', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { recorder: observer, records } = recorder(20);
   runExchange(observer, 0);
-  await new Promise((resolve) => setTimeout(resolve, 60));
+  t.mock.timers.tick(19);
+  await nextTurn();
+  assert.equal(records.length, 0, 'not before its delay');
+  t.mock.timers.tick(1);
+  await nextTurn();
   assert.equal(records.length, 1);
 });
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
-import { HeaderRedactor } from '../src/audit/identity.ts';
+import { HeaderRedactor } from '../src/audit/record/identity.ts';
 import type { FactsConsumer } from '../src/capture/capture-observer.ts';
 import type { ExchangeFacts } from '../src/capture/facts.ts';
 import { SpanKind, startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.ts';

@@ -28,9 +28,8 @@ const MAX_BUILDING = 8;
 
 /**
  * Ended exchanges whose facts (and records) are still to be built. Built one at a time, as each
- * exchange ends, a record costs the event loop a few hundred microseconds on a cold cache, right between
- * a client and its next request; built in batches, the code and data stay hot and the cost falls
- * by half. The wait is far inside what a crash may lose anyway (the journal's fsync interval);
+ * exchange ends, each record is built on a cold cache, right between a client and its next
+ * request; built in batches, the code and data stay hot (bench/README.md has the figures). The wait is far inside what a crash may lose anyway (the journal's fsync interval);
  * with fsync `always` there is none.
  */
 export class Backlog {
@@ -44,7 +43,7 @@ export class Backlog {
   #due = false;
   #waitingForSink = false;
   // A count, not a set of the builds' promises: tracking each one cost a `finally` (two more
-  // promises and three closures) and a set entry per record, ~1.4 KB of garbage.
+  // promises and three closures) and a set entry per record.
   #building = 0;
   #whenIdle: (() => void)[] = [];
 

@@ -1,7 +1,9 @@
-// Captures one HTTP body as it streams past: byte count and SHA-256 of the body as sent on the
-// wire, plus a capped, decoded copy rendered as JSON, text or multipart parts for the audit record.
-// Without a copy (`keep: false`, when no consumer wants bodies) it only counts the bytes and finds
-// the wanted `fields` as they pass.
+/**
+ * Captures one HTTP body as it streams past: byte count and SHA-256 of the body as sent on the
+ * wire, plus a capped, decoded copy rendered as JSON, text or multipart parts for the audit record.
+ * Without a copy (`keep: false`, when no consumer wants bodies) it only counts the bytes and finds
+ * the wanted `fields` as they pass.
+ */
 import { isUtf8 } from 'node:buffer';
 import { createHash, hash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';

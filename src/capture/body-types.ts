@@ -1,6 +1,6 @@
 /**
  * What the capture layer produces from the bytes of an exchange: captured bodies, multipart
- * parts and token usage. The audit record (audit/record.ts) stores them as they are.
+ * parts and token usage. The audit record (audit/record/record.ts) stores them as they are.
  */
 
 export type BodyEncoding = 'json' | 'text' | 'multipart' | 'omitted';

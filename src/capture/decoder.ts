@@ -1,5 +1,8 @@
-// Undoes a Content-Encoding (gzip, deflate, br) on a copy of a body's chunks with node:zlib
-// streams and hands the content to a callback, while the proxy forwards the encoded bytes.
+/**
+ * Undoes a Content-Encoding (gzip, deflate, br) on a copy of a body's chunks with node:zlib
+ * streams and hands the content to a callback, while the proxy forwards the encoded bytes.
+ * Codings: RFC 9110 §8.4.1, https://www.rfc-editor.org/rfc/rfc9110#section-8.4.1
+ */
 import type { Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { constants, createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';

@@ -1,4 +1,6 @@
-// Narrowing helpers for reading untrusted JSON (OpenAI bodies, SSE payloads) without `any`.
+/**
+ * Narrowing helpers for reading untrusted JSON (OpenAI bodies, SSE payloads) without `any`.
+ */
 
 export type JsonObject = Record<string, unknown>;
 

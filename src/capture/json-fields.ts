@@ -1,5 +1,8 @@
-// Finds chosen top-level members of a JSON object streamed in chunks without parsing the
-// whole document: how `model` or `usage` are still found in a body larger than the capture cap.
+/**
+ * Finds chosen top-level members of a JSON object streamed in chunks without parsing the
+ * whole document: how `model` or `usage` are still found in a body larger than the capture cap.
+ * Grammar: RFC 8259, https://www.rfc-editor.org/rfc/rfc8259
+ */
 import { parseJson } from './guards.ts';
 
 const QUOTE = 0x22;

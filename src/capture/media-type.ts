@@ -1,5 +1,8 @@
-// Reads Content-Type-style header values (media type, parameters) and decides which form
-// a body of that type takes in the audit record.
+/**
+ * Reads Content-Type-style header values (media type, parameters) and decides which form
+ * a body of that type takes in the audit record. Syntax: RFC 9110 §8.3.1 (media type) and §5.6.6
+ * (parameters), https://www.rfc-editor.org/rfc/rfc9110#section-8.3.1
+ */
 
 export type BodyKind = 'json' | 'text' | 'multipart' | 'binary';
 

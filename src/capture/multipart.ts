@@ -1,5 +1,7 @@
-// Incremental multipart/form-data parser (RFC 7578, framing per RFC 2046 §5.1.1): fed chunks
-// split anywhere, it records text fields (capped) and file metadata (size, SHA-256), never file bytes.
+/**
+ * Incremental multipart/form-data parser (RFC 7578, framing per RFC 2046 §5.1.1): fed chunks
+ * split anywhere, it records text fields (capped) and file metadata (size, SHA-256), never file bytes.
+ */
 import { createHash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import type { MultipartPart } from './body-types.ts';
@@ -88,10 +90,6 @@ export class MultipartParser {
       if ('value' in part && part.name === name) return part.value;
     }
     return null;
-  }
-
-  get model(): string | null {
-    return this.textField('model');
   }
 
   push(chunk: Buffer): void {

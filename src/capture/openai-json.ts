@@ -1,5 +1,9 @@
-// Reads the OpenAI facts of an exchange from parsed (non-streamed) JSON: the request's model
-// and stream flag, and the response's id, model, finish reasons, usage and output text.
+/**
+ * Reads the OpenAI facts of an exchange from parsed (non-streamed) JSON: the request's model
+ * and stream flag, and the response's id, model, finish reasons, usage and output text.
+ * Shapes: https://platform.openai.com/docs/api-reference/chat/object,
+ * https://platform.openai.com/docs/api-reference/responses/object
+ */
 import type { Usage } from './body-types.ts';
 import { isObject, stringOrNull, type JsonObject } from './guards.ts';
 import { OutputText } from './output-text.ts';

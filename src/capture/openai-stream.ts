@@ -1,5 +1,9 @@
-// Accumulates what the audit record needs from an OpenAI SSE stream: chat.completion.chunk and
-// legacy text_completion chunks, or Responses API events. Fed by `SseParser`, one event at a time.
+/**
+ * Accumulates what the audit record needs from an OpenAI SSE stream: chat.completion.chunk and
+ * legacy text_completion chunks, or Responses API events. Fed by `SseParser`, one event at a time.
+ * Shapes: https://platform.openai.com/docs/api-reference/chat-streaming,
+ * https://platform.openai.com/docs/api-reference/responses-streaming
+ */
 import type { Usage } from './body-types.ts';
 import { isObject, parseJson, stringOrNull, type JsonObject } from './guards.ts';
 import { OutputText } from './output-text.ts';

@@ -1,5 +1,8 @@
-// Maps a request path to a bounded operation name (a metric label, so ids never leak into it)
-// and an operation to the OpenTelemetry GenAI `gen_ai.operation.name` and `openai.api.type`.
+/**
+ * Maps a request path to a bounded operation name (a metric label, so ids never leak into it)
+ * and an operation to the OpenTelemetry GenAI `gen_ai.operation.name` and `openai.api.type`
+ * (https://opentelemetry.io/docs/specs/semconv/gen-ai/openai/).
+ */
 
 import { hasDotSegment } from '../proxy/routes.ts';
 

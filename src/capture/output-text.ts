@@ -1,5 +1,7 @@
-// Assembles model output text per choice index under a character cap, so a long stream
-// keeps its first characters without holding the rest.
+/**
+ * Assembles model output text per choice index under a character cap, so a long stream
+ * keeps its first characters without holding the rest.
+ */
 
 export class OutputText {
   readonly #maxChars: number;

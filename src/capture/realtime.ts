@@ -1,5 +1,8 @@
-// Sums token usage over a Realtime WebSocket session: each `response.done` server event
-// carries the usage of one model response (`response.usage`, Realtime field names).
+/**
+ * Sums token usage over a Realtime WebSocket session: each `response.done` server event
+ * carries the usage of one model response (`response.usage`, Realtime field names).
+ * https://platform.openai.com/docs/api-reference/realtime-server-events/response/done
+ */
 import type { Usage } from './body-types.ts';
 import { isObject, parseJson } from './guards.ts';
 import { addUsage, normalizeUsage } from './usage.ts';

@@ -1,6 +1,8 @@
-// Incremental Server-Sent Events parser: fed byte chunks split anywhere (even inside a
-// UTF-8 character or a CRLF), it calls back once per dispatched event. Follows the WHATWG
-// https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+/**
+ * Incremental Server-Sent Events parser: fed byte chunks split anywhere (even inside a
+ * UTF-8 character or a CRLF), it calls back once per dispatched event. Follows the WHATWG
+ * https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ */
 import { StringDecoder } from 'node:string_decoder';
 
 /** `event` is null when the event has no `event:` field (the spec's default `message`). */

@@ -1,5 +1,8 @@
-// STREAM_USAGE=inject: asks upstream for the usage chunk of a streamed chat/completions request
-// the client did not ask it for, then removes that chunk from what the client receives.
+/**
+ * STREAM_USAGE=inject: asks upstream for the usage chunk of a streamed chat/completions request
+ * the client did not ask it for, then removes that chunk from what the client receives.
+ * https://platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options
+ */
 import { Transform, type TransformCallback } from 'node:stream';
 import { isObject, parseJson } from './guards.ts';
 import { SseParser } from './sse.ts';

@@ -1,13 +1,15 @@
-// Estimates the usage of an exchange upstream reported none for (a stream the client aborted,
-// a stream without `stream_options.include_usage`), from the captured request and output text,
-// with OpenAI's tokenizers (gpt-tokenizer: o200k_base, cl100k_base). The tokenizer is loaded
-// on first use only, so importing this module costs the proxy nothing.
-//
-// Chat input follows OpenAI's cookbook, "How to count tokens with tiktoken"
-// (https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken): 3 tokens per
-// message, 1 more for a `name`, 3 priming the reply, and its formula for function tools.
-// What it cannot see it leaves out, so estimates run low: images, audio and files in the input,
-// and the reasoning tokens of reasoning models, which are billed as output but never streamed.
+/**
+ * Estimates the usage of an exchange upstream reported none for (a stream the client aborted,
+ * a stream without `stream_options.include_usage`), from the captured request and output text,
+ * with OpenAI's tokenizers (gpt-tokenizer: o200k_base, cl100k_base). The tokenizer is loaded
+ * on first use only, so importing this module costs the proxy nothing.
+ *
+ * Chat input follows OpenAI's cookbook, "How to count tokens with tiktoken"
+ * (https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken): 3 tokens per
+ * message, 1 more for a `name`, 3 priming the reply, and its formula for function tools.
+ * What it cannot see it leaves out, so estimates run low: images, audio and files in the input,
+ * and the reasoning tokens of reasoning models, which are billed as output but never streamed.
+ */
 import { countOrNull, isObject, type JsonObject } from './guards.ts';
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';

@@ -1,14 +1,16 @@
-// The parts of an OpenAI usage object that are billed apart from text tokens: audio and image
-// tokens, and the duration of audio operations. A companion of usage.ts (the lead merges both
-// into the record's `Usage`: `audioInputTokens`, `audioOutputTokens`, `seconds`).
-// Shapes, from the OpenAI API reference:
-// - Chat Completions: `prompt_tokens_details.{audio_tokens,cached_tokens}`,
-//   `completion_tokens_details.audio_tokens`.
-// - Realtime `response.done`: `input_token_details.{audio_tokens,image_tokens,cached_tokens,
-//   cached_tokens_details.{text_tokens,audio_tokens,image_tokens}}`, `output_token_details.audio_tokens`.
-// - Transcriptions: `{type: "tokens", input_token_details: {text_tokens, audio_tokens}, ...}` or
-//   `{type: "duration", seconds}` (https://platform.openai.com/docs/api-reference/audio/json-object).
-// - Images (gpt-image-1): `input_tokens_details.{text_tokens,image_tokens}`.
+/**
+ * The parts of an OpenAI usage object that are billed apart from text tokens: audio and image
+ * tokens, and the duration of audio operations. A companion of usage.ts (the lead merges both
+ * into the record's `Usage`: `audioInputTokens`, `audioOutputTokens`, `seconds`).
+ * Shapes, from the OpenAI API reference:
+ * - Chat Completions: `prompt_tokens_details.{audio_tokens,cached_tokens}`,
+ * `completion_tokens_details.audio_tokens`.
+ * - Realtime `response.done`: `input_token_details.{audio_tokens,image_tokens,cached_tokens,
+ * cached_tokens_details.{text_tokens,audio_tokens,image_tokens}}`, `output_token_details.audio_tokens`.
+ * - Transcriptions: `{type: "tokens", input_token_details: {text_tokens, audio_tokens}, ...}` or
+ * `{type: "duration", seconds}` (https://platform.openai.com/docs/api-reference/audio/json-object).
+ * - Images (gpt-image-1): `input_tokens_details.{text_tokens,image_tokens}`.
+ */
 import { countOrNull, isObject, type JsonObject } from './guards.ts';
 
 export interface UsageDetails {

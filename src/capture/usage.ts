@@ -1,6 +1,10 @@
-// Normalises every OpenAI usage shape (chat, completions, embeddings, Responses, Realtime,
-// audio transcription) into the audit record's `Usage`, and sums usages. The audio, image and
-// duration parts billed apart from text tokens come from usage-details.ts.
+/**
+ * Normalises every OpenAI usage shape (chat, completions, embeddings, Responses, Realtime,
+ * audio transcription) into the audit record's `Usage`, and sums usages. Shapes: the `usage` of
+ * each object in https://platform.openai.com/docs/api-reference (chat, responses, embeddings,
+ * audio, realtime-server-events). The audio, image and duration parts billed apart from text
+ * tokens come from usage-details.ts.
+ */
 import type { Usage } from './body-types.ts';
 import { countOrNull, isObject, type JsonObject } from './guards.ts';
 import { addUsageDetails, normalizeUsageDetails, type UsageDetails } from './usage-details.ts';

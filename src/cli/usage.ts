@@ -1,3 +1,4 @@
+/** The CLI's usage text and the error of a command line it cannot run. */
 import { AppError } from '../errors.ts';
 
 /** A command line that cannot be run as given: the CLI prints the message and exits 2. */

@@ -1,6 +1,8 @@
-// Reads the facts that price an exchange when usage does not: the characters of a speech
-// request's `input`, the number, size and quality of images, a transcription's duration.
-// Request fields per the OpenAI API reference (audio/createSpeech, images/create).
+/**
+ * Reads the facts that price an exchange when usage does not: the characters of a speech
+ * request's `input`, the number, size and quality of images, a transcription's duration.
+ * Request fields per the OpenAI API reference (audio/createSpeech, images/create).
+ */
 import { isObject } from '../capture/guards.ts';
 import type { CostFacts } from './cost.ts';
 

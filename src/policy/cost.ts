@@ -1,6 +1,8 @@
-// What an exchange cost in USD, from its operation, model, usage and a few request facts,
-// at the prices of the table (prices.ts). Null when the model or the operation is not priced
-// or the usage that prices it is unknown: a record says "unknown" rather than a wrong figure.
+/**
+ * What an exchange cost in USD, from its operation, model, usage and a few request facts,
+ * at the prices of the table (prices.ts). Null when the model or the operation is not priced
+ * or the usage that prices it is unknown: a record says "unknown" rather than a wrong figure.
+ */
 import { findModelPrice, shippedPrices, type ModelPrice, type PriceTable, type TokenPrices } from './prices.ts';
 
 /** The record's `Usage` with the fields of usage-details.ts; absent means unknown. */

@@ -1,7 +1,9 @@
-// The price table: OpenAI's published prices shipped as data (prices.json, with the date they
-// were taken and where from), the `prices:` additions and overrides of the policy file, and
-// the lookup of a model's price (dated snapshots fall back to their base model).
-// Imported rather than read from disk so that the build (tsc to dist/) carries the file along.
+/**
+ * The price table: OpenAI's published prices shipped as data (prices.json, with the date they
+ * were taken and where from), the `prices:` additions and overrides of the policy file, and
+ * the lookup of a model's price (dated snapshots fall back to their base model).
+ * Imported rather than read from disk so that the build (tsc to dist/) carries the file along.
+ */
 import shippedFile from './prices.json' with { type: 'json' };
 import { AppError } from '../errors.ts';
 import { didYouMean } from './did-you-mean.ts';

@@ -218,11 +218,11 @@ class ForwardedExchange {
     if (decision.rewrite !== null) headers = decision.rewrite.headers(headers);
 
     const plan = options.bodyRewriter?.plan(this.#exchange) ?? null;
-    let body: Readable | Buffer | null = hasBody(req) ? req : null;
+    let body: Readable | null = hasBody(req) ? req : null;
     if (body !== null) this.#watchBody();
     if (body !== null && this.#taps.wantsRequestBody) body = new TappedRequestBody(req, this.#taps);
 
-    if (plan === null || body === null || Buffer.isBuffer(body)) return this.#send(upstream, headers, body, plan);
+    if (plan === null || body === null) return this.#send(upstream, headers, body, plan);
     plan.rewriteRequest(body).then(
       (rewritten) => {
         if (Buffer.isBuffer(rewritten)) setHeader(headers, 'content-length', String(rewritten.length));

@@ -82,11 +82,3 @@ export function forwardedHeaders(headers: IncomingHttpHeaders, address: string |
   const forwardedFor = [prior, address].filter((v) => v !== undefined && v !== '').join(', ');
   return ['x-forwarded-for', forwardedFor, 'x-forwarded-proto', secure ? 'https' : 'http'];
 }
-
-/** The first value of a header in a flat list, case-insensitively. */
-export function headerValue(flat: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < flat.length; i += 2) {
-    if ((flat[i] as string).toLowerCase() === name) return flat[i + 1];
-  }
-  return undefined;
-}

@@ -52,11 +52,6 @@ export class Router {
       .sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
-  /** Every origin the proxy may contact. */
-  origins(): string[] {
-    return [...new Set([this.#fallback.origin, ...this.#routes.map((r) => r.origin)])];
-  }
-
   /**
    * The upstream of a target from parseRequestTarget. Its path has no dot segment and starts
    * with `/`, so the base path followed by it stays under the base path.

@@ -2,8 +2,8 @@
  * A context manager that tracks nothing: `active()` is always the root context. The proxy gives
  * every span its parent explicitly, so it needs none; registering this one keeps the SDK from
  * installing its default, whose AsyncLocalStorage turns on async hooks on Node 20 for every
- * promise and socket of the process (46–94 µs of CPU per exchange with tracing on, in two
- * interleaved A/B runs). The API's own NoopContextManager does the same but is not exported.
+ * promise and socket of the process, a cost every exchange pays (bench/README.md, "What the CPU
+ * goes to"). The API's own NoopContextManager does the same but is not exported.
  */
 import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 

@@ -10,7 +10,7 @@ import {
 import type { ExchangeFacts } from '../capture/facts.ts';
 import { genAiOperationName, openaiApiType } from '../capture/operation.ts';
 import * as sc from './semconv.ts';
-import { errorTypeOf, operationErrorType, operationFailed } from './error-type.ts';
+import { errorTypeOf, operationFailed } from './error-type.ts';
 
 // The routes of recent paths. A few paths carry nearly all the traffic; ids in paths make their
 // number unbounded, so the memo is emptied when full.
@@ -179,11 +179,6 @@ export function contentAttributes(facts: ExchangeFacts): Attributes {
 }
 
 // ---------- errors and span status ----------
-
-/** `error.type` of the exchange's GenAI operation (error-type.ts has the rule); undefined for a success. */
-export function errorType(facts: ExchangeFacts): string | undefined {
-  return operationErrorType(facts);
-}
 
 /** Whether a span failed, with the attributes that say how it ended. */
 export interface SpanOutcome {

@@ -28,7 +28,6 @@ export const ATTR_GEN_AI_INPUT_MESSAGES = 'gen_ai.input.messages';
 export const ATTR_GEN_AI_OUTPUT_MESSAGES = 'gen_ai.output.messages';
 export const ATTR_GEN_AI_SYSTEM_INSTRUCTIONS = 'gen_ai.system_instructions';
 export const ATTR_OPENAI_API_TYPE = 'openai.api.type';
-export const ATTR_OPENAI_RESPONSE_SYSTEM_FINGERPRINT = 'openai.response.system_fingerprint';
 /** Ours: links a span to its audit record (`_id` in MongoDB and the journal). */
 export const ATTR_PROXY_REQUEST_ID = 'openai_proxy.request_id';
 export const ATTR_PROXY_INSTITUTION = 'openai_proxy.institution';

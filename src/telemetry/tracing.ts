@@ -131,15 +131,13 @@ function disableGlobals(): void {
  */
 export class Tracing implements FactsConsumer {
   readonly #sdk: NodeSDK;
-  readonly #processor: BatchSpanProcessor;
   readonly #tracer: Tracer;
   readonly #captureContent: boolean;
   readonly #spans = new WeakMap<Exchange, Spans>();
   readonly #origins = new Map<string, OriginAttributes>();
 
-  private constructor(sdk: NodeSDK, processor: BatchSpanProcessor, tracer: Tracer, captureContent: boolean) {
+  private constructor(sdk: NodeSDK, tracer: Tracer, captureContent: boolean) {
     this.#sdk = sdk;
-    this.#processor = processor;
     this.#tracer = tracer;
     this.#captureContent = captureContent;
   }
@@ -163,7 +161,7 @@ export class Tracing implements FactsConsumer {
     disableGlobals();
     sdk.start();
     registered = sdk;
-    return new Tracing(sdk, processor, trace.getTracer(SERVICE_NAME, VERSION), captureContent);
+    return new Tracing(sdk, trace.getTracer(SERVICE_NAME, VERSION), captureContent);
   }
 
   readonly observer: Observer = {
@@ -281,10 +279,6 @@ export class Tracing implements FactsConsumer {
     span.setAttributes(genaiAttributes(facts));
     if (this.#captureContent) span.setAttributes(contentAttributes(facts));
     if (client.error) span.setStatus({ code: SpanStatusCode.ERROR, message: client.message });
-  }
-
-  forceFlush(): Promise<void> {
-    return this.#processor.forceFlush();
   }
 
   /** Flushes and stops the SDK; leaves the API globals as if it had never started, unless a later one took them. */

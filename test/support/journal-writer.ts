@@ -2,38 +2,15 @@
  * Child process for the crash test: appends numbered records as fast as it can (fsync `always`)
  * and reports each committed count on stdout until it is killed.
  */
-import { Journal } from '../../src/audit/journal.ts';
-import type { AuditRecord } from '../../src/audit/record.ts';
+import { Journal } from '../../src/audit/journal/journal.ts';
+import type { AuditRecord } from '../../src/audit/record/record.ts';
+import { bareRecord } from './records.ts';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: journal-writer.ts <dir>');
 
 function record(n: number): AuditRecord {
-  const startedAt = new Date();
-  return {
-    _id: `crash-${n}`,
-    schema: 1,
-    startedAt,
-    endedAt: startedAt,
-    durationMs: 0,
-    upstreamTtfbMs: null,
-    institution: null,
-    client: { address: null, userAgent: null },
-    apiKey: null,
-    upstream: 'https://api.openai.com',
-    request: {
-      method: 'POST', path: '/v1/chat/completions', query: null, headers: {}, contentType: 'application/json',
-      bytes: 0, body: { n, padding: 'x'.repeat(700) }, bodyEncoding: 'json', truncated: false, sha256: '',
-    },
-    response: {
-      status: 200, headers: {}, contentType: null, bytes: 0, body: null, bodyEncoding: 'omitted',
-      truncated: false, sha256: '', streamed: false,
-    },
-    openai: null,
-    outcome: 'ok',
-    error: null,
-    trace: null,
-  };
+  return bareRecord(`crash-${n}`, { contentType: 'application/json', body: { n, padding: 'x'.repeat(700) }, bodyEncoding: 'json' }, new Date());
 }
 
 const journal = await Journal.open({ dir, segmentBytes: 64 * 1024, fsync: 'always' });

@@ -2,8 +2,8 @@
  * The capture observer with the audit recorder consuming its facts, wired as runtime.ts wires
  * them but with the test's own sinks in place of the journal. Not a fake: the real classes.
  */
-import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from '../../src/audit/identity.ts';
-import { Recorder, type RecordSink } from '../../src/audit/recorder.ts';
+import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from '../../src/audit/record/identity.ts';
+import { Recorder, type RecordSink } from '../../src/audit/record/recorder.ts';
 import type { Backpressure } from '../../src/capture/backlog.ts';
 import { CaptureObserver } from '../../src/capture/capture-observer.ts';
 import type { MemoryAccount } from '../../src/memory-budget.ts';

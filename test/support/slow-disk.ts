@@ -4,7 +4,7 @@
  * Installed on the SegmentWriter prototype, so it acts on every journal of the process until
  * `restore()`.
  */
-import { SegmentWriter } from '../../src/audit/journal-writer.ts';
+import { SegmentWriter } from '../../src/audit/journal/journal-writer.ts';
 
 export interface SlowDisk {
   /** Writes waiting at the gate. */

@@ -5,7 +5,7 @@
 import { open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../errors.ts';
 
 const SEGMENT_NAME = /^audit-(\d{16})\.ndjson$/;
 const PROBE_NAME = '.audit-journal-probe';

@@ -6,7 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { EJSON } from 'bson';
 import type { Document } from 'bson';
-import { listSegments, segmentSequence } from './journal.ts';
+import { listSegments, segmentSequence } from '../journal/journal.ts';
 import { comparePositions } from './shipper-checkpoint.ts';
 import type { Position } from './shipper-checkpoint.ts';
 

@@ -3,11 +3,11 @@
  * bodies (capture/facts.ts). Runs after the response has ended: nothing here is on the response path.
  */
 import { createHash } from 'node:crypto';
-import type { CapturedExchange, ExchangeFacts } from '../capture/facts.ts';
-import { redactQuery } from '../capture/redact-query.ts';
-import { maskKeys, maskKeysOrNull, redactBody } from '../capture/secrets.ts';
-import type { Exchange } from '../proxy/observer.ts';
-import type { WebSocketExchange } from '../proxy/websocket.ts';
+import type { CapturedExchange, ExchangeFacts } from '../../capture/facts.ts';
+import { redactQuery } from '../../capture/redact-query.ts';
+import { maskKeys, maskKeysOrNull, redactBody } from '../../capture/secrets.ts';
+import type { Exchange } from '../../proxy/observer.ts';
+import type { WebSocketExchange } from '../../proxy/websocket.ts';
 import type { HeaderRedactor } from './identity.ts';
 import { AUDIT_SCHEMA_VERSION, type AuditRecord, type CapturedBody, type HeaderMap, type OpenAIInfo } from './record.ts';
 

@@ -5,17 +5,18 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { EJSON } from 'bson';
-import { JSON_TEXT, type AuditRecord, type CapturedBody } from './record.ts';
+import { JSON_TEXT, type AuditRecord, type CapturedBody } from '../record/record.ts';
 
-// EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy:
-// ~30 µs and as much garbage again as the record for a ~2.5 KiB line. Almost every record is plain
-// JSON data apart from its two dates, and for such a record JSON.stringify, with the dates written
-// as EJSON writes them, gives the very same line without the copy. A walk over the record (~3 µs,
-// and needed anyway to find the keys to escape) decides; any other record still goes to EJSON.
+// EJSON.stringify copies the whole record (serializeValue) before JSON.stringify writes the copy,
+// as much garbage again as the record. Almost every record is plain JSON data apart from its two
+// dates, and for such a record JSON.stringify, with the dates written as EJSON writes them, gives
+// the very same line without the copy. A walk over the record (needed anyway to find the keys to
+// escape) decides; any other record still goes to EJSON. Relaxed Extended JSON:
+// https://www.mongodb.com/docs/manual/reference/mongodb-extended-json/
 
 // The parsed JSON bodies are most of a record, and the exchange already holds their text: a body
 // whose text reads back as its parsed value goes into the line as those bytes instead of being
-// serialised again (see `embeddable`), a third less work for the line.
+// serialised again (see `embeddable`).
 
 export interface RecordLine {
   /**
@@ -41,7 +42,7 @@ function isRiskyKey(key: string): boolean {
   return key.charCodeAt(0) === DOLLAR || key === '_bsontype' || key.includes('\0');
 }
 
-/** Cheap pre-check (~3 µs a record) so that only records with such keys take the careful path. */
+/** A cheap pre-check, so that only records with such keys take the careful path. */
 function hasRiskyKey(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasRiskyKey);
   if (!isPlainObject(value)) return false;
@@ -179,8 +180,8 @@ function ejsonDate(date: Date): { $date: string | { $numberLong: string } } {
   return { $date: isoString(ms) };
 }
 
-// Dates of records written together share their minute, so its ISO prefix is formatted once:
-// toISOString costs about a microsecond, and every record has two dates.
+// Dates of records written together share their minute, so its ISO prefix is formatted once
+// rather than by toISOString for each of every record's two dates.
 let prefixMinute = Number.NaN;
 let prefix = '';
 
@@ -216,7 +217,7 @@ function embeddable(body: CapturedBody): Buffer | null {
   if (text.includes(LF) || text.includes(CR) || !isUtf8(text)) return null;
   // The parsed value keeps only the last of duplicate keys, so it cannot vouch for the others:
   // a `$` key (plain or escaped) or a NUL anywhere in the text sends the body the careful way.
-  // Byte and Buffer needles first: a string needle is converted on every call, a microsecond a body.
+  // Byte and Buffer needles first: a string needle is converted on every call.
   if (text.includes(DOLLAR) && text.includes(QUOTE_DOLLAR)) return null;
   return text.includes(ESCAPE_U00) && (text.includes(ESCAPED_DOLLAR) || text.includes(ESCAPED_NUL)) ? null : text;
 }

@@ -5,12 +5,12 @@
 
 export const AUDIT_SCHEMA_VERSION = 1;
 
-import type { Outcome } from '../proxy/outcome.ts';
-import type { CapturedBody, Usage } from '../capture/body-types.ts';
+import type { Outcome } from '../../proxy/outcome.ts';
+import type { CapturedBody, Usage } from '../../capture/body-types.ts';
 
 // Produced by the capture layer and the proxy; re-exported, as the record is where readers look.
-export { JSON_TEXT, type BodyEncoding, type CapturedBody, type MultipartPart, type OmittedReason, type Usage } from '../capture/body-types.ts';
-export type { Outcome } from '../proxy/outcome.ts';
+export { JSON_TEXT, type BodyEncoding, type CapturedBody, type MultipartPart, type OmittedReason, type Usage } from '../../capture/body-types.ts';
+export type { Outcome } from '../../proxy/outcome.ts';
 
 export type HeaderMap = Record<string, string | string[]>;
 

@@ -4,8 +4,8 @@
  */
 import { open, readFile, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { segmentSequence } from './journal.ts';
-import { AppError } from '../errors.ts';
+import { segmentSequence } from '../journal/journal.ts';
+import { AppError } from '../../errors.ts';
 
 export const CHECKPOINT_FILE = 'shipper.checkpoint.json';
 

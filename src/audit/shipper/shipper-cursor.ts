@@ -5,8 +5,8 @@
 import { unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Document } from 'bson';
-import { every, log } from '../log.ts';
-import { listSegments, segmentSequence } from './journal.ts';
+import { every, log } from '../../log.ts';
+import { listSegments, segmentSequence } from '../journal/journal.ts';
 import { comparePositions, readCheckpoint, startOf, writeCheckpoint } from './shipper-checkpoint.ts';
 import type { Position } from './shipper-checkpoint.ts';
 import { BacklogCounter, parseRecord, readLines } from './shipper-reader.ts';

@@ -5,8 +5,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from './record.ts';
-import { fingerprint, identify, type ApiKeyIdentity } from '../fingerprint.ts';
-import { isSecretName, maskKeys, REDACTED } from '../capture/secrets.ts';
+import { fingerprint, identify, type ApiKeyIdentity } from '../../fingerprint.ts';
+import { isSecretName, maskKeys, REDACTED } from '../../capture/secrets.ts';
 
 export { fingerprint, identify, type ApiKeyIdentity };
 

@@ -4,13 +4,13 @@
  * to the sinks (the journal). A record that fails to build, or a sink that fails, is counted and
  * logged; metrics and tracing, consumers of the same facts, never depend on it.
  */
-import { RECORD_BATCH_MS } from '../capture/backlog.ts';
-import type { FactsConsumer } from '../capture/capture-observer.ts';
-import type { CapturedExchange, ExchangeFacts } from '../capture/facts.ts';
-import type { Exchange } from '../proxy/observer.ts';
+import { RECORD_BATCH_MS } from '../../capture/backlog.ts';
+import type { FactsConsumer } from '../../capture/capture-observer.ts';
+import type { CapturedExchange, ExchangeFacts } from '../../capture/facts.ts';
+import type { Exchange } from '../../proxy/observer.ts';
 import { buildRecord } from './build-record.ts';
 import type { HeaderRedactor } from './identity.ts';
-import type { FsyncPolicy } from './journal-writer.ts';
+import type { FsyncPolicy } from '../journal/journal-writer.ts';
 import type { AuditRecord } from './record.ts';
 
 export type RecordSink = (record: AuditRecord, exchange: Exchange) => void;

@@ -4,15 +4,15 @@
  * survival of a full or unwritable disk or of its directory being deleted.
  */
 import { mkdir } from 'node:fs/promises';
-import { log } from '../log.ts';
-import { UNBOUNDED, type MemoryAccount } from '../memory-budget.ts';
+import { log } from '../../log.ts';
+import { UNBOUNDED, type MemoryAccount } from '../../memory-budget.ts';
 import { recordLine } from './journal-line.ts';
 import { JournalLog } from './journal-log.ts';
 import { enforceRetention, probeDirectory } from './journal-segments.ts';
 import type { RetentionPolicy } from './journal-segments.ts';
 import { SegmentWriter } from './journal-writer.ts';
 import type { FsyncPolicy } from './journal-writer.ts';
-import type { AuditRecord } from './record.ts';
+import type { AuditRecord } from '../record/record.ts';
 
 export { JournalSegmentNameError, JournalWriteError, listSegments, segmentSequence } from './journal-segments.ts';
 export type { FsyncPolicy } from './journal-writer.ts';
@@ -85,7 +85,7 @@ const NEWLINE = Buffer.from('\n');
 
 /**
  * Encodes record lines into shared slabs, each line a view of its slab. Buffer.from would count
- * the bytes of the text first (a second pass over ~2 KB) and allocate for every line; here the
+ * the bytes of the text first (a second pass over the line) and allocate for every line; here the
  * room is bounded instead (3 bytes per UTF-16 unit at most). A slab is kept alive by its lines
  * until they are written.
  */

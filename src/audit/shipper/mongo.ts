@@ -6,7 +6,7 @@ import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BSON } from 'mongodb';
 import type { Collection, Document, MongoClient, MongoClientOptions, TopologyDescriptionChangedEvent } from 'mongodb';
-import { every, log } from '../log.ts';
+import { every, log } from '../../log.ts';
 import { JournalCursor } from './shipper-cursor.ts';
 import type { Batch } from './shipper-cursor.ts';
 import {

@@ -13,8 +13,8 @@ import {
   MongoTopologyClosedError,
 } from 'mongodb';
 import type { Collection, IndexDescription, MongoClientOptions, WriteError } from 'mongodb';
-import { errorMessage } from '../log.ts';
-import { AppError } from '../errors.ts';
+import { errorMessage } from '../../log.ts';
+import { AppError } from '../../errors.ts';
 
 const DAY_SECONDS = 86_400;
 /** What the driver answers for a URI without a database. */
