@@ -156,9 +156,9 @@ function respondWithError(res: ServerResponse, err: ProxyError, requestId: strin
 type InFlight = WeakMap<ServerResponse, ForwardedExchange>;
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  // Each entry is deleted as its exchange closes, not left to the GC: V8's minor collections keep
-  // a WeakMap entry's value alive, so every exchange's objects would be promoted to the old
-  // generation and copied by each scavenge on the way.
+  // Each entry is deleted as its exchange closes, not left to the GC: V8's scavenges keep a
+  // WeakMap entry's value alive, and the value (the exchange) holds its key (the response), so
+  // only a full GC would free them; until then every exchange's objects are promoted.
   const inFlight: InFlight = new WeakMap();
   return {
     forward(req, res) {
