@@ -153,16 +153,22 @@ function respondWithError(res: ServerResponse, err: ProxyError, requestId: strin
   res.end(body);
 }
 
+/** The exchange being forwarded on each response, for `failRequest`. */
+type InFlight = WeakMap<ServerResponse, ForwardedExchange>;
+
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const inFlight = new WeakMap<ServerResponse, ForwardedExchange>();
+  // Each entry is deleted as its exchange closes, not left to the GC: V8's scavenges keep a
+  // WeakMap entry's value alive, and the value (the exchange) holds its key (the response), so
+  // only a full GC would free them; until then every exchange's objects are promoted.
+  const inFlight: InFlight = new WeakMap();
   return {
     forward(req, res) {
-      const exchange = new ForwardedExchange(options, req, res);
+      const exchange = new ForwardedExchange(options, req, res, inFlight);
       inFlight.set(res, exchange);
       exchange.start();
     },
     refuse(req, res, err) {
-      new ForwardedExchange(options, req, res).refuse(err);
+      new ForwardedExchange(options, req, res, null).refuse(err);
     },
     failRequest(res, err) {
       const exchange = inFlight.get(res);
@@ -187,10 +193,13 @@ class ForwardedExchange {
   readonly #cancel = new UpstreamCancel();
   #origin = '';
 
-  constructor(options: ForwarderOptions, req: IncomingMessage, res: ServerResponse) {
+  readonly #inFlight: InFlight | null;
+
+  constructor(options: ForwarderOptions, req: IncomingMessage, res: ServerResponse, inFlight: InFlight | null) {
     this.#options = options;
     this.#req = req;
     this.#res = res;
+    this.#inFlight = inFlight;
     this.#exchange = newExchange(req, 'http');
     this.#taps = options.observers.start(this.#exchange);
     res.once('close', () => this.#onClose());
@@ -315,6 +324,7 @@ class ForwardedExchange {
   #onClose(): void {
     const exchange = this.#exchange;
     const res = this.#res;
+    this.#inFlight?.delete(res);
     exchange.endHr = performance.now();
     if (exchange.error === null && !res.writableFinished) {
       exchange.error = this.#options.cutReason() ?? new ClientAbortedError('client closed the connection before the response was complete');
