@@ -22,7 +22,7 @@ import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { exchangeCost, priceTableOf } from './policy/exchange-cost.ts';
 import { Limiter } from './policy/limits.ts';
-import { rebuildCounts } from './policy/limits-rebuild.ts';
+import { longestWindow, rebuildCounts } from './policy/limits-rebuild.ts';
 import { policyAdmission } from './policy/policy-admission.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
@@ -98,11 +98,12 @@ export async function createRuntime(config: Config): Promise<Runtime> {
   // Counts outlive the process through the journal: the month's records are read back once here,
   // before any request is admitted (limits-rebuild.ts). Without the journal, they are in memory only.
   const limiter = policy === null ? null : new Limiter();
-  if (limiter !== null && journal !== null) {
-    const rebuilt = await rebuildCounts(limiter.counters, await listSegments(config.audit.dir), Date.now());
-    if (rebuilt.lines > 0) log.info('limit counts rebuilt from the audit journal', { ...rebuilt, ms: Math.round(rebuilt.ms) });
+  const longest = policy === null ? null : longestWindow(policy.current());
+  if (limiter !== null && journal !== null && longest !== null) {
+    const rebuilt = await rebuildCounts(limiter.counters, await listSegments(config.audit.dir), Date.now(), longest);
+    log.info('limit counts rebuilt from the audit journal', { window: longest, ...rebuilt, ms: Math.round(rebuilt.ms) });
   }
-  if (limiter !== null && journal === null && policy !== null && policyHasLimits(policy.current())) {
+  if (limiter !== null && journal === null && longest !== null) {
     log.warn('AUDIT_ENABLED=false: limit counts are kept in memory only and start from zero at each restart');
   }
   const quotaUsage = (): QuotaUsage[] => {
@@ -222,10 +223,6 @@ export async function createRuntime(config: Config): Promise<Runtime> {
       await tracing?.shutdown().catch((err: unknown) => log.error('tracing shutdown failed', { error: errorMessage(err) }));
     },
   };
-}
-
-function policyHasLimits(policy: Policy): boolean {
-  return policy.defaults.limits.length > 0 || [...policy.institutions.values()].some((i) => (i.limits?.length ?? 0) > 0) || [...policy.virtualKeys.values()].some((k) => k.limits.length > 0);
 }
 
 function auditHealth(stats: AuditPipelineStats): Record<string, unknown> {

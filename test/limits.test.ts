@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI, { RateLimitError } from 'openai';
@@ -17,6 +18,8 @@ import { request } from 'undici';
 import type { AuditRecord } from '../src/audit/record.ts';
 import { fingerprint } from '../src/fingerprint.ts';
 import { Limiter } from '../src/policy/limits.ts';
+import { LimitCounters } from '../src/policy/limits-counters.ts';
+import { rebuildCounts } from '../src/policy/limits-rebuild.ts';
 import { windowBounds } from '../src/policy/limits-windows.ts';
 import { newVirtualKey } from '../src/policy/virtual-key-format.ts';
 import type { Limit } from '../src/policy/types.ts';
@@ -297,6 +300,51 @@ describe('windows on an injected clock', () => {
 });
 
 describe('counts survive the process', () => {
+  test('the rebuild counts what each record says, reads only the windows still open, and is not fooled by bodies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rebuild-'));
+    try {
+      const now = Date.UTC(2026, 11, 7, 12, 0, 0);
+      // Key order as build-record.ts writes it; bodies holding the keys the reader looks for.
+      const line = (startedAt: number, upstream: string, extra: Record<string, unknown> = {}): string =>
+        JSON.stringify({
+          _id: 'x', schema: 1, startedAt: { $date: new Date(startedAt).toISOString() }, institution: 'acme', institutionSource: 'virtual_key',
+          client: { address: null, userAgent: ',"request":{' }, apiKey: { fingerprint: 'sha256:00aa00aa00aa00aa', hint: 'sk-…' }, upstream,
+          request: { body: { openai: { costUsd: 1000 }, outcome: 1 } },
+          response: { body: { openai: { usage: { inputTokens: 1000 } } } },
+          openai: { usage: { inputTokens: 11, outputTokens: 7 }, costUsd: 0.25, outputText: '","openai":{"costUsd":99}' },
+          outcome: 'ok', error: null, quota: null, trace: null, ...extra,
+        });
+      const segment = join(dir, 'audit-0000000000000001.ndjson');
+      writeFileSync(
+        segment,
+        [
+          line(now - 1000, 'http://up'),
+          line(now - 2000, ''), // refused before upstream: tokens and cost only (none here)
+          line(Date.UTC(2026, 11, 6, 23, 0), 'http://up'), // yesterday: month only
+          line(Date.UTC(2026, 10, 30), 'http://up'), // last month: nothing
+          '{"torn',
+        ].join('\n'),
+      );
+      const old = join(dir, 'audit-0000000000000000.ndjson');
+      writeFileSync(old, `${line(now - 500, 'http://up')}\n`);
+      utimesSync(old, new Date(Date.UTC(2026, 10, 29)), new Date(Date.UTC(2026, 10, 29))); // last written last month: not read
+      const counters = new LimitCounters();
+      const stats = await rebuildCounts(counters, [old, segment], now);
+      assert.equal(stats.segments, 1);
+      assert.equal(stats.lines, 4, 'the torn last line is left out');
+      assert.equal(counters.used('institution:acme', 'day', 'requests', now), 1);
+      assert.equal(counters.used('institution:acme', 'day', 'tokens', now), 36);
+      assert.ok(Math.abs(counters.used('institution:acme', 'day', 'costUsd', now) - 0.5) < 1e-12);
+      assert.equal(counters.used('institution:acme', 'month', 'requests', now), 2);
+      assert.equal(counters.used('virtualKey:sha256:00aa00aa00aa00aa', 'month', 'tokens', now), 54);
+      const dayOnly = new LimitCounters();
+      await rebuildCounts(dayOnly, [segment], now, 'day');
+      assert.equal(dayOnly.used('institution:acme', 'month', 'requests', now), 1, 'a day limit reads the day only');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('close and start again on the same AUDIT_DIR: requests and tokens counted before are kept', async () => {
     const dir = join(files.dir, 'restart-audit');
     let first: TestProxy | null = await startTestProxy(env(dir));
