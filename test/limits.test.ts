@@ -159,8 +159,13 @@ describe('limits in one process', () => {
     assert.equal(record.institution, 'acme');
     assert.equal(record.response.status, 429);
 
-    // A refused request is not counted: still 3, and still refused.
-    await refused(acme);
+    assert.equal(err.headers.get('x-should-retry'), 'false', 'an SDK would otherwise sleep until the day ends');
+
+    // A refused request is not counted: still 3, and still refused, at once, by an SDK left to retry as it does by default.
+    const defaultRetries = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: 'sk-client-own-key-0000', defaultHeaders: { [HEADER]: 'acme' } });
+    const began = Date.now();
+    await refused(defaultRetries);
+    assert.ok(Date.now() - began < 5_000, 'no retry');
     assert.equal(await used(proxy, 'acme', 'requests'), 3);
     assert.equal(upstream.requests.length, sent + 3);
   });
@@ -266,6 +271,7 @@ describe('windows on an injected clock', () => {
     assert.ok(err !== null);
     assert.equal(err.responseHeaders['retry-after'], '10');
     assert.equal(err.responseHeaders['x-proxy-quota-reset'], '2026-12-07T10:16:00.000Z');
+    assert.equal(err.responseHeaders['x-should-retry'], undefined, 'within a minute, the SDKs may wait and retry');
     now = Date.UTC(2026, 11, 7, 10, 16, 0);
     assert.equal(limiter.admit(exchange(), perMinute, 'acme', null), null, 'a new minute, a new count');
   });

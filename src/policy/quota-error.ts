@@ -10,6 +10,8 @@ import type { LimitKind, Window } from './types.ts';
 /** OpenAI's rate-limit errors carry `type: "requests"` or `"tokens"`; a spent budget is `insufficient_quota`. */
 const TYPES: Record<LimitKind, string> = { requests: 'requests', tokens: 'tokens', costUsd: 'insufficient_quota' };
 
+const RETRY_WITHIN_S = 60;
+
 export interface QuotaRefusal {
   /** Who is over: `institution acme` or `virtual key sha256:…`. */
   readonly subject: string;
@@ -32,16 +34,20 @@ export class QuotaExceededError extends ProxyError {
 
   constructor(refusal: QuotaRefusal, now: number) {
     const resetAt = new Date(refusal.reset).toISOString();
+    const wait = Math.max(1, Math.ceil((refusal.reset - now) / 1000));
     super(`${refusal.subject} is over its ${refusal.window} limit of ${refusal.limit} ${unit(refusal.kind)} (used ${round(refusal.used)}); the window resets at ${resetAt}`);
     this.type = TYPES[refusal.kind];
     this.quota = { window: refusal.window, kind: refusal.kind, limit: refusal.limit, used: round(refusal.used) };
     this.responseHeaders = {
       // Whole seconds until the window ends (RFC 9110 §10.2.3), never 0 while it has not.
-      'retry-after': String(Math.max(1, Math.ceil((refusal.reset - now) / 1000))),
+      'retry-after': String(wait),
       'x-proxy-quota-window': refusal.window,
       'x-proxy-quota-limit': String(refusal.limit),
       'x-proxy-quota-remaining': String(Math.max(0, round(refusal.limit - refusal.used))),
       'x-proxy-quota-reset': resetAt,
+      // The OpenAI SDKs sleep for the whole retry-after before retrying a 429; past a minute,
+      // tell them not to (the header they obey), so the caller sees the refusal at once.
+      ...(wait > RETRY_WITHIN_S ? { 'x-should-retry': 'false' } : {}),
     };
   }
 }
