@@ -16,7 +16,7 @@ import type { Exchange } from '../proxy/observer.ts';
 import type { ApplicableLimits } from './effective.ts';
 import { limitsFor } from './effective.ts';
 import { LimitCounters, type Subject } from './limits-counters.ts';
-import { QuotaExceededError, round, type QuotaRefusal } from './quota-error.ts';
+import { quotaExceeded, round, type QuotaExceededError, type QuotaRefusal } from './quota-error.ts';
 import type { Limit, LimitKind, Policy, Window } from './types.ts';
 
 export interface LimiterOptions {
@@ -72,7 +72,7 @@ export class Limiter implements FactsConsumer {
       over = this.#over(subject, `virtual key ${virtualKey}`, limits.virtualKey, now, over);
       subjects.push(subject);
     }
-    if (over !== null) return new QuotaExceededError(over, now);
+    if (over !== null) return quotaExceeded(over, now);
     for (const subject of subjects) this.counters.add(subject, now, ONE_REQUEST);
     if (subjects.length > 0) this.#counted.set(exchange, { subjects, at: now });
     return null;

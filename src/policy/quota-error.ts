@@ -23,6 +23,13 @@ export interface QuotaRefusal {
   readonly reset: number;
 }
 
+/** What the refusal adds to the plain error: the OpenAI `type`, the record's `quota` and the headers. */
+export interface QuotaDetail {
+  readonly type: string;
+  readonly quota: QuotaUse;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
 export class QuotaExceededError extends ProxyError {
   readonly code = 'quota_exceeded';
   readonly status = 429;
@@ -30,15 +37,25 @@ export class QuotaExceededError extends ProxyError {
   readonly outcome = 'rejected';
   override readonly name = 'QuotaExceededError';
   override readonly responseHeaders: Readonly<Record<string, string>>;
-  override readonly quota: QuotaUse;
+  override readonly quota: QuotaUse | null;
 
-  constructor(refusal: QuotaRefusal, now: number) {
-    const resetAt = new Date(refusal.reset).toISOString();
-    const wait = Math.max(1, Math.ceil((refusal.reset - now) / 1000));
-    super(`${refusal.subject} is over its ${refusal.window} limit of ${refusal.limit} ${unit(refusal.kind)} (used ${round(refusal.used)}); the window resets at ${resetAt}`);
-    this.type = TYPES[refusal.kind];
-    this.quota = { window: refusal.window, kind: refusal.kind, limit: refusal.limit, used: round(refusal.used) };
-    this.responseHeaders = {
+  constructor(message: string, detail?: QuotaDetail) {
+    super(message);
+    this.type = detail?.type ?? TYPES.requests;
+    this.quota = detail?.quota ?? null;
+    this.responseHeaders = detail?.headers ?? {};
+  }
+}
+
+/** The refusal of `refusal`'s window at `now` (ms since the epoch). */
+export function quotaExceeded(refusal: QuotaRefusal, now: number): QuotaExceededError {
+  const resetAt = new Date(refusal.reset).toISOString();
+  const wait = Math.max(1, Math.ceil((refusal.reset - now) / 1000));
+  const message = `${refusal.subject} is over its ${refusal.window} limit of ${refusal.limit} ${unit(refusal.kind)} (used ${round(refusal.used)}); the window resets at ${resetAt}`;
+  return new QuotaExceededError(message, {
+    type: TYPES[refusal.kind],
+    quota: { window: refusal.window, kind: refusal.kind, limit: refusal.limit, used: round(refusal.used) },
+    headers: {
       // Whole seconds until the window ends (RFC 9110 §10.2.3), never 0 while it has not.
       'retry-after': String(wait),
       'x-proxy-quota-window': refusal.window,
@@ -48,8 +65,8 @@ export class QuotaExceededError extends ProxyError {
       // The OpenAI SDKs sleep for the whole retry-after before retrying a 429; past a minute,
       // tell them not to (the header they obey), so the caller sees the refusal at once.
       ...(wait > RETRY_WITHIN_S ? { 'x-should-retry': 'false' } : {}),
-    };
-  }
+    },
+  });
 }
 
 function unit(kind: LimitKind): string {
