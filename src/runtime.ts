@@ -128,7 +128,14 @@ export async function createRuntime(config: Config): Promise<Runtime> {
         quotaUsage: limiter === null ? null : quotaUsage,
       })
     : null;
-  const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
+  // STREAM_USAGE=inject asks upstream for every stream's usage; otherwise, with limits, for the
+  // streams of exchanges the limiter counts (policy contract: usage reported beats usage estimated).
+  const injector =
+    config.audit.streamUsage === 'inject'
+      ? new StreamUsageInjector(memory.account('inject'))
+      : limiter !== null
+        ? new StreamUsageInjector(memory.account('inject'), (exchange) => limiter.counts(exchange))
+        : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {
     metrics?.tapFailures.inc({ stage });

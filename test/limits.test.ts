@@ -49,6 +49,7 @@ institutions:
   spend: { limits: [ { window: month, costUsd: 0.3 } ] }
   gamma: { limits: [ { window: day, requests: 4 } ] }
   listed: {}
+  streamer: { limits: [ { window: day, tokens: 1000 } ] }
   unlimited: { limits: [] }
 institutionHeader:
   name: ${HEADER}
@@ -231,6 +232,29 @@ describe('limits in one process', () => {
     for (let i = 0; i < 3; i++) await chat(unlimited);
     const none = client(proxy);
     for (let i = 0; i < 3; i++) await chat(none);
+  });
+
+  test("a limited institution's stream is asked for its usage upstream (not estimated); an unlimited one's is forwarded as sent", async () => {
+    const streamOf = async (institution: string): Promise<{ sent: Record<string, unknown>; usageChunks: number; id: string }> => {
+      const before = upstream.requests.length;
+      const { data: stream, response } = await client(proxy, { institution })
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true })
+        .withResponse();
+      let usageChunks = 0;
+      for await (const chunk of stream) if (chunk.usage) usageChunks++;
+      const sent = JSON.parse((upstream.requests[before]?.body ?? Buffer.from('{}')).toString('utf8')) as Record<string, unknown>;
+      return { sent, usageChunks, id: String(response.headers.get('x-proxy-request-id')) };
+    };
+    const limited = await streamOf('streamer');
+    assert.deepEqual(limited.sent.stream_options, { include_usage: true });
+    assert.equal(limited.usageChunks, 0, 'the client did not ask for the usage chunk and does not get it');
+    const record = await recordOf(proxy, limited.id);
+    assert.equal(record.openai?.usageEstimated, undefined);
+    assert.equal(record.openai?.streamUsageInjected, true);
+    await until(async () => (await used(proxy, 'streamer', 'tokens')) === TOKENS_PER_CHAT, 10_000, 'the reported usage counted');
+
+    const unlimited = await streamOf('unlimited');
+    assert.equal(unlimited.sent.stream_options, undefined);
   });
 
   test('/quotas lists each institution\'s windows: used, limit, remaining, reset', async () => {

@@ -88,6 +88,11 @@ export class Limiter implements FactsConsumer {
     return worst;
   }
 
+  /** The exchange was counted at admission: its usage will count too (runtime.ts asks upstream for a stream's). */
+  counts(exchange: Exchange): boolean {
+    return this.#counted.has(exchange);
+  }
+
   /** Tokens and cost, once the exchange's usage is known; the request back if it never went upstream. */
   facts(exchange: Exchange, facts: ExchangeFacts): void {
     const counted = this.#counted.get(exchange);
