@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI, { RateLimitError } from 'openai';
 import { request } from 'undici';
+import { WebSocket } from 'ws';
 import type { AuditRecord } from '../src/audit/record.ts';
 import { fingerprint } from '../src/fingerprint.ts';
 import { Limiter } from '../src/policy/limits.ts';
@@ -266,9 +267,27 @@ describe('limits in one process', () => {
     assert.equal(report.institutions.newcomer?.[0]?.used, 2);
   });
 
+  test('a Realtime handshake over the limit is refused the same way, before anything is opened upstream', async () => {
+    const sessions = upstream.wsSessions.length;
+    const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: { [HEADER]: 'acme' } });
+    ws.on('error', () => undefined); // terminate() before the handshake completed reports one
+    const [, res] = (await once(ws, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage];
+    assert.equal(res.statusCode, 429);
+    assert.equal(res.headers['x-proxy-quota-window'], 'day');
+    assert.equal(res.headers['x-proxy-quota-remaining'], '0');
+    assert.ok(Number(res.headers['retry-after']) >= 1);
+    let body = '';
+    for await (const chunk of res) body += String(chunk);
+    assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'quota_exceeded');
+    ws.terminate();
+    assert.equal(upstream.wsSessions.length, sessions);
+  });
+
   test('metrics: refusals by institution, window and kind; the used ratio of each window', async () => {
-    const text = await (await request(`${proxy.adminUrl}/metrics`)).body.text();
-    assert.match(text, /openai_proxy_quota_rejected_total\{institution="acme",window="day",kind="requests"\} 2/);
+    const scrape = async (): Promise<string> => (await request(`${proxy.adminUrl}/metrics`)).body.text();
+    // acme: two HTTP refusals and the Realtime handshake (its facts come once its socket closed).
+    await until(async () => /openai_proxy_quota_rejected_total\{institution="acme",window="day",kind="requests"\} 3\n/.test(await scrape()), 10_000, 'three acme refusals counted');
+    const text = await scrape();
     assert.match(text, /openai_proxy_quota_rejected_total\{institution="tok",window="day",kind="tokens"\} 1/);
     assert.match(text, /openai_proxy_quota_used_ratio\{institution="acme",window="day",kind="requests"\} 1\n/);
     assert.match(text, /openai_proxy_quota_used_ratio\{institution="acme",window="month",kind="requests"\} 0\.003\n/);
