@@ -31,6 +31,8 @@ export interface Components {
   identity?: AdmissionHook;
   bodyRewriter?: BodyRewriter;
   metrics: MetricsEndpoint | null;
+  /** GET /quotas on the admin port (the limiter's report, with POLICY_FILE). */
+  quotas?: () => unknown;
   health: () => Record<string, unknown>;
   /** Counts a tap failure (metrics); logging is done here. */
   onTapFailure?: (stage: string) => void;
@@ -167,6 +169,8 @@ export async function startProxy(config: Config, components: Components): Promis
       return refused === null ? { ready: true } : { ready: false, reason: refused.code };
     },
     metrics: components.metrics,
+    quotas: components.quotas ?? null,
+    token: config.adminToken,
   });
 
   const scheme = config.tls === null ? 'http' : 'https';

@@ -18,6 +18,8 @@ export interface Config {
   port: number;
   adminHost: string;
   adminPort: number;
+  /** ADMIN_TOKEN: the bearer token every admin endpoint but /healthz and /readyz requires; null: none. */
+  adminToken: string | null;
   upstreamUrl: URL;
   routes: UpstreamRoute[];
   upstreamTimeoutMs: number;
@@ -121,6 +123,15 @@ function raw(env: Env, name: string): string | undefined {
 
 function str(env: Env, name: string, fallback: string): string {
   return raw(env, name) ?? fallback;
+}
+
+function adminToken(env: Env): string | null {
+  const value = raw(env, 'ADMIN_TOKEN');
+  if (value === undefined) return null;
+  // RFC 6750 §2.1 b64token: what an Authorization header can carry as it is.
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(value)) throw new ConfigError('ADMIN_TOKEN', 'expected a bearer token (letters, digits and -._~+/, then = padding)');
+  if (value.length < 16) throw new ConfigError('ADMIN_TOKEN', `too short (${value.length} characters); use at least 16, e.g. openssl rand -hex 32`);
+  return value;
 }
 
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -380,6 +391,7 @@ function readConfig(env: Env): Config {
     port: int(env, 'PORT', 8000, 0, 65535),
     adminHost: str(env, 'ADMIN_HOST', host),
     adminPort: int(env, 'ADMIN_PORT', 9464, 0, 65535),
+    adminToken: adminToken(env),
     upstreamUrl: httpUrl('UPSTREAM_URL', str(env, 'UPSTREAM_URL', 'https://api.openai.com')),
     routes: routes(env),
     upstreamTimeoutMs: int(env, 'UPSTREAM_TIMEOUT_MS', 600_000, 1, 86_400_000),

@@ -8,7 +8,7 @@
  * content, when asked for); metrics and tracing alone keep none.
  */
 import type { Components } from './app.ts';
-import { Journal } from './audit/journal/journal.ts';
+import { Journal, listSegments } from './audit/journal/journal.ts';
 import { MongoShipper } from './audit/shipper/mongo.ts';
 import { apiKeyOf, HeaderRedactor, identify, InstitutionResolver } from './audit/record/identity.ts';
 import { recordBatchMs, Recorder, type RecordSink } from './audit/record/recorder.ts';
@@ -21,12 +21,14 @@ import type { Config } from './config.ts';
 import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { exchangeCost, priceTableOf } from './policy/exchange-cost.ts';
+import { Limiter } from './policy/limits.ts';
+import { longestWindow, rebuildCounts } from './policy/limits-rebuild.ts';
 import { policyAdmission } from './policy/policy-admission.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { AuditUnavailableError } from './proxy/errors.ts';
 import type { Exchange, Observer } from './proxy/observer.ts';
 import type { Policy } from './policy/types.ts';
-import { ProxyMetrics, type AuditPipelineStats, type PolicyReloadStats } from './telemetry/metrics.ts';
+import { ProxyMetrics, type AuditPipelineStats, type PolicyReloadStats, type QuotaUsage } from './telemetry/metrics.ts';
 import type { Tracing } from './telemetry/tracing.ts';
 
 export interface Runtime {
@@ -43,6 +45,8 @@ export interface Runtime {
   memory: MemoryBudget;
   /** POLICY_FILE, loaded and followed (SIGHUP, file changes); null without it. */
   policy: PolicyStore | null;
+  /** The policy's limits, counted in this process (seeded from the journal at start); null without POLICY_FILE. */
+  limiter: Limiter | null;
   /** Flushes and closes what the runtime opened, after the servers have drained. */
   close(): Promise<void>;
 }
@@ -91,6 +95,25 @@ export async function createRuntime(config: Config): Promise<Runtime> {
       journal,
     });
   }
+  // Counts outlive the process through the journal: the month's records are read back once here,
+  // before any request is admitted (limits-rebuild.ts). Without the journal, they are in memory only.
+  const limiter = policy === null ? null : new Limiter();
+  const longest = policy === null ? null : longestWindow(policy.current());
+  if (limiter !== null && journal !== null && longest !== null) {
+    const rebuilt = await rebuildCounts(limiter.counters, await listSegments(config.audit.dir), Date.now(), longest);
+    log.info('limit counts rebuilt from the audit journal', { window: longest, ...rebuilt, ms: Math.round(rebuilt.ms) });
+  }
+  if (limiter !== null && journal === null && longest !== null) {
+    log.warn('AUDIT_ENABLED=false: limit counts are kept in memory only and start from zero at each restart');
+  }
+  const quotaUsage = (): QuotaUsage[] => {
+    if (limiter === null || policy === null) return [];
+    const out: QuotaUsage[] = [];
+    for (const [institution, windows] of Object.entries(limiter.report(policy.current()).institutions)) {
+      for (const w of windows) out.push({ institution, window: w.window, kind: w.kind, used: w.used, limit: w.limit });
+    }
+    return out;
+  };
   const auditStats = (): AuditPipelineStats => ({
     journal: journal === null ? null : { ...journal.stats, writable: journal.writable },
     shipper: shipper?.stats() ?? null,
@@ -102,9 +125,17 @@ export async function createRuntime(config: Config): Promise<Runtime> {
         memoryStats: () => memory.stats,
         traceOf: (exchange) => tracing?.traceOf(exchange) ?? null,
         policyReloads: policy === null ? null : () => policyReloads,
+        quotaUsage: limiter === null ? null : quotaUsage,
       })
     : null;
-  const injector = config.audit.streamUsage === 'inject' ? new StreamUsageInjector(memory.account('inject')) : undefined;
+  // STREAM_USAGE=inject asks upstream for every stream's usage; otherwise, with limits, for the
+  // streams of exchanges the limiter counts (policy contract: usage reported beats usage estimated).
+  const injector =
+    config.audit.streamUsage === 'inject'
+      ? new StreamUsageInjector(memory.account('inject'))
+      : limiter !== null
+        ? new StreamUsageInjector(memory.account('inject'), (exchange) => limiter.counts(exchange))
+        : undefined;
 
   const onFailure = (err: unknown, stage: string): void => {
     metrics?.tapFailures.inc({ stage });
@@ -138,7 +169,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
   const admittedUnder = new WeakMap<Exchange, Policy>();
   const costOf: CostOf = (input) => exchangeCost(input, priceTableOf(admittedUnder.get(input.exchange) ?? policy?.current() ?? null));
   const capture =
-    recorder === null && metrics === null && tracing === null
+    recorder === null && metrics === null && tracing === null && limiter === null
       ? null
       : new CaptureObserver({
           maxBodyBytes: config.audit.maxBodyBytes,
@@ -159,6 +190,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
   if (recorder !== null) capture?.consume(recorder);
   if (metrics !== null) capture?.consume(metrics);
   if (tracing !== null) capture?.consume(tracing);
+  if (limiter !== null) capture?.consume(limiter);
   const admission = [];
   if (config.audit.required && journal !== null) {
     admission.push(() => (journal.writable ? null : new AuditUnavailableError('the audit journal cannot write; requests are refused until it can (AUDIT_REQUIRED=true)')));
@@ -175,10 +207,16 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     recorder,
     memory,
     policy,
+    limiter,
     components: {
       observers,
       admission,
-      ...(policy === null ? {} : { identity: policyAdmission(() => policy.current(), (exchange, admitted) => admittedUnder.set(exchange, admitted)) }),
+      ...(policy === null
+        ? {}
+        : {
+            identity: policyAdmission(() => policy.current(), (exchange, admitted) => admittedUnder.set(exchange, admitted), limiter ?? undefined),
+            quotas: () => limiter?.report(policy.current()),
+          }),
       bodyRewriter: injector,
       metrics,
       health: () => ({ audit: auditHealth(auditStats()), memory: memory.stats, tracing: tracing !== null, policy: policy?.status() ?? null }),

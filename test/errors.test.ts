@@ -20,6 +20,7 @@ const MODULES = [
   '../src/policy/errors.ts',
   '../src/policy/policy-file.ts',
   '../src/policy/prices.ts',
+  '../src/policy/quota-error.ts',
   '../src/audit/shipper/shipper-checkpoint.ts',
   '../src/audit/shipper/shipper-mongo.ts',
   '../src/audit/journal/journal-segments.ts',

@@ -87,7 +87,7 @@ test('a good change is swapped in for new requests; a request keeps its snapshot
     loadedAt: store.current().source.loadedAt.toISOString(),
     lastError: null,
     lastErrorAt: null,
-    notEnforced: ['limits'],
+    notEnforced: [],
   });
   const inFlight = store.current();
 
@@ -280,11 +280,14 @@ test('an observer that throws does not break the reload', () => {
 
 test('what the file sets but this version does not enforce is named on status() and warned at load', () => {
   const write = mock.method(process.stderr, 'write', () => true);
+  // Limits are enforced (limits.ts): a file with only limits names nothing and warns nothing.
   const limited = track(observed(files.write('limited.yaml', policyWith(5))).store);
-  assert.deepEqual(limited.status().notEnforced, ['limits']);
+  assert.deepEqual(limited.status().notEnforced, []);
+  const ruled = track(observed(files.write('ruled.yaml', 'version: 1\ndefaults:\n  models: [ "gpt-4o*" ]\n')).store);
+  assert.deepEqual(ruled.status().notEnforced, ['rules']);
   const warnings = write.mock.calls.map((c) => String(c.arguments[0])).filter((line) => line.includes('does not enforce'));
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0] ?? '', /"notEnforced":\["limits"\]/);
+  assert.match(warnings[0] ?? '', /"notEnforced":\["rules"\]/);
   const priced = track(observed(files.write('priced.yaml', 'version: 1\nprices:\n  my-model: { input: 1, output: 2 }\ndefaults:\n  models: [ "gpt-4o*" ]\n')).store);
   // Prices are applied (exchange-cost.ts): only the rules are named.
   assert.deepEqual(priced.status().notEnforced, ['rules']);

@@ -5,7 +5,7 @@
  * request id) and how it went (outcome, error, timings, bytes, WebSocket counts). Field names
  * follow the audit record's `openai` section (shared/design/audit-record.md).
  */
-import { describeError } from '../proxy/errors.ts';
+import { describeError, type QuotaUse } from '../proxy/errors.ts';
 import type { ResponseHeaders } from '../proxy/headers.ts';
 import type { Exchange } from '../proxy/observer.ts';
 import type { Outcome } from '../proxy/outcome.ts';
@@ -56,8 +56,10 @@ export interface ExchangeFacts {
   /** What upstream answered; null if it never did. */
   upstreamStatus: number | null;
   /** The proxy's own error response, as the client received it. */
-  proxyResponse: { status: number; body: string } | null;
+  proxyResponse: { status: number; body: string; headers: Readonly<Record<string, string>> } | null;
   outcome: Outcome;
+  /** The limit that refused the request (policy/limits.ts), null otherwise. */
+  quota: QuotaUse | null;
   /** The proxy's own error: its code and message (keys masked). */
   error: { type: string; message: string } | null;
   /** A 4xx/5xx JSON answer's OpenAI `error.code`, else `error.type`. */
@@ -93,11 +95,11 @@ function processingMs(value: string | null): number | null {
 }
 
 /** The body the proxy itself answered with (errors); none for a client that left or a shutdown cut. */
-function proxyResponse(exchange: Exchange): { status: number; body: string } | null {
+function proxyResponse(exchange: Exchange): ExchangeFacts['proxyResponse'] {
   if (exchange.error === null || exchange.status !== null) return null;
   if (exchange.error.outcome === 'client_aborted' || exchange.error.outcome === 'shutdown') return null;
-  const { status, body } = describeError(exchange.error);
-  return { status, body };
+  const { status, body, headers } = describeError(exchange.error);
+  return { status, body, headers };
 }
 
 export function upstreamErrorCode(status: number | null, fields: Readonly<Record<string, unknown>>): string | null {
@@ -140,6 +142,7 @@ export function exchangeFacts(exchange: Exchange, identity: ClientIdentity | nul
     upstreamStatus: exchange.status,
     proxyResponse: own,
     outcome: exchange.error?.outcome ?? 'ok',
+    quota: exchange.error?.quota ?? null,
     error: exchange.error === null ? null : { type: exchange.error.code, message: maskKeys(exchange.error.message) },
     upstreamErrorCode: null,
     durationMs,

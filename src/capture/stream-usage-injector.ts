@@ -64,9 +64,12 @@ async function* replay(head: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
 export class StreamUsageInjector implements BodyRewriter {
   readonly #injected = new WeakSet<Exchange>();
   readonly #memory: MemoryAccount;
+  readonly #appliesTo: ((exchange: Exchange) => boolean) | null;
 
-  constructor(memory: MemoryAccount = UNBOUNDED) {
+  /** `appliesTo`: only the exchanges it accepts are asked for usage (null: every one, STREAM_USAGE=inject). */
+  constructor(memory: MemoryAccount = UNBOUNDED, appliesTo: ((exchange: Exchange) => boolean) | null = null) {
     this.#memory = memory;
+    this.#appliesTo = appliesTo;
   }
 
   injected(exchange: Exchange): boolean {
@@ -76,6 +79,7 @@ export class StreamUsageInjector implements BodyRewriter {
   plan(exchange: Exchange): BodyRewritePlan | null {
     if (exchange.method !== 'POST' || !STREAMING_PATHS.test(exchange.path)) return null;
     if (!(exchange.req.headers['content-type'] ?? '').includes('json') || exchange.req.headers['content-encoding'] !== undefined) return null;
+    if (this.#appliesTo !== null && !this.#appliesTo(exchange)) return null;
     return {
       rewriteRequest: async (body) => {
         const read = await readUpTo(body, LIMIT_BYTES, this.#memory);

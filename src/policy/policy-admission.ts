@@ -10,11 +10,16 @@ import { refusedBy } from '../proxy/admission.ts';
 import { ProxyError } from '../proxy/errors.ts';
 import type { Exchange } from '../proxy/observer.ts';
 import { clientSubprotocol, swapCredentialHeaders, swapSubprotocols } from './credential-swap.ts';
+import { limitsFor } from './effective.ts';
 import { type Identity, resolveIdentity } from './identity.ts';
+import type { Limiter } from './limits.ts';
 import type { Policy } from './types.ts';
 
-/** `admitted` learns the policy each exchange was admitted under (its prices price the exchange). */
-export function policyAdmission(current: () => Policy, admitted?: (exchange: Exchange, policy: Policy) => void): AdmissionHook {
+/**
+ * `admitted` learns the policy each exchange was admitted under (its prices price the exchange);
+ * `limiter`, when given, counts and refuses by the limits that apply after identity is known.
+ */
+export function policyAdmission(current: () => Policy, admitted?: (exchange: Exchange, policy: Policy) => void, limiter?: Limiter): AdmissionHook {
   return (exchange) => {
     const policy = current();
     admitted?.(exchange, policy);
@@ -31,6 +36,14 @@ export function policyAdmission(current: () => Policy, admitted?: (exchange: Exc
       source: identity.source,
       apiKey: identify(identity.credential?.key ?? null),
     };
+    if (limiter !== undefined) {
+      // No limit applies: the lookup is all the work (limitsFor).
+      const limits = limitsFor(policy, identity.institution, identity.virtualKey);
+      if (limits.institution.length > 0 || limits.virtualKey.length > 0) {
+        const over = limiter.admit(exchange, limits, identity.institution, identity.virtualKey?.fingerprint ?? null);
+        if (over !== null) return refusedBy(over, facts);
+      }
+    }
     const swap = identity.virtualKey === null ? null : identity.virtualKey.upstreamKey;
     const header = policy.institutionHeader.name;
     if (swap === null && req.headers[header] === undefined) return { refusal: null, identity: facts, rewrite: null };

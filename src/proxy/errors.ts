@@ -6,11 +6,25 @@
 import type { Outcome } from './outcome.ts';
 import { AppError } from '../errors.ts';
 
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** An error the client sees: the base's code and status, with the OpenAI `type` and the audit outcome. */
 export abstract class ProxyError extends AppError {
   /** The OpenAI error `type` the client's SDK reads. */
   abstract readonly type: string;
   abstract readonly outcome: Outcome;
+  /** Response headers the refusal adds (e.g. `retry-after`), lower-case names. */
+  readonly responseHeaders: Readonly<Record<string, string>> = NO_HEADERS;
+  /** For a quota refusal, the record's `quota` (shared/design/policy-file.md, "Records"). */
+  readonly quota: QuotaUse | null = null;
+}
+
+/** Which limit refused a request, and how much of it was used. */
+export interface QuotaUse {
+  readonly window: string;
+  readonly kind: string;
+  readonly limit: number;
+  readonly used: number;
 }
 
 export class UpstreamUnreachableError extends ProxyError {
@@ -109,6 +123,17 @@ export class NotFoundError extends ProxyError {
   override readonly name = 'NotFoundError';
 }
 
+/** The admin port's ADMIN_TOKEN is set and the request did not carry it as its bearer token. */
+export class AdminUnauthorizedError extends ProxyError {
+  readonly code = 'invalid_admin_token';
+  readonly status = 401;
+  readonly type = 'invalid_request_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'AdminUnauthorizedError';
+  // RFC 6750 §3: a 401 names the scheme it wants.
+  override readonly responseHeaders = Object.freeze({ 'www-authenticate': 'Bearer realm="openai-api-proxy admin"' });
+}
+
 /** An `Upgrade` to anything but WebSocket (e.g. h2c). */
 export class UnsupportedUpgradeError extends ProxyError {
   readonly code = 'unsupported_upgrade';
@@ -178,6 +203,8 @@ export interface ErrorDescription {
   errorType: string;
   outcome: Outcome;
   message: string;
+  /** Headers the error's response carries besides content-type and length. */
+  headers: Readonly<Record<string, string>>;
 }
 
 export function describeError(err: unknown): ErrorDescription {
@@ -191,6 +218,7 @@ export function describeError(err: unknown): ErrorDescription {
     errorType: proxyError.code,
     outcome: proxyError.outcome,
     message: proxyError.message,
+    headers: proxyError.responseHeaders,
   };
 }
 

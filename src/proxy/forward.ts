@@ -142,8 +142,9 @@ function respondWithError(res: ServerResponse, err: ProxyError, requestId: strin
     res.destroy(err);
     return;
   }
-  const { status, body } = describeError(err);
+  const { status, body, headers: own } = describeError(err);
   const headers: Record<string, string | number> = {
+    ...own,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     [REQUEST_ID_HEADER]: requestId,

@@ -18,6 +18,6 @@ export function writeRawResponse(socket: Duplex, status: number, headers: Record
 
 /** The OpenAI-shaped answer for a proxy error, as `describeError` words it. */
 export function writeRawError(socket: Duplex, err: ProxyError, headers: Record<string, string> = {}): void {
-  const { status, body } = describeError(err);
-  writeRawResponse(socket, status, { 'content-type': 'application/json', ...headers }, body);
+  const { status, body, headers: own } = describeError(err);
+  writeRawResponse(socket, status, { ...own, 'content-type': 'application/json', ...headers }, body);
 }

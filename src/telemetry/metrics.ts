@@ -45,6 +45,15 @@ export interface PolicyReloadStats {
   error: number;
 }
 
+/** One window of one institution's limit, for openai_proxy_quota_used_ratio (policy/limits.ts). */
+export interface QuotaUsage {
+  institution: string;
+  window: string;
+  kind: string;
+  used: number;
+  limit: number;
+}
+
 /** A counter whose label combinations are capped (labels.ts, SeriesCap). */
 export class CappedCounter<L extends string> {
   constructor(
@@ -105,6 +114,7 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
   readonly tokens: CappedCounter<'model' | 'institution' | 'type'>;
   readonly cost: CappedCounter<'institution' | 'model'>;
   readonly costUnknown: CappedCounter<'model'>;
+  readonly quotaRejected: CappedCounter<'institution' | 'window' | 'kind'>;
   readonly inFlight: Gauge<'kind'>;
   readonly #inFlight: Record<Exchange['kind'], number> = { http: 0, websocket: 0 };
   readonly requestBytes: CappedCounter<'operation'>;
@@ -126,6 +136,8 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       traceOf?: (exchange: Exchange) => { traceId: string; spanId: string } | null;
       /** Null without POLICY_FILE: no series then. */
       policyReloads?: (() => PolicyReloadStats) | null;
+      /** Each institution's limited windows; null without limits: no series then. */
+      quotaUsage?: (() => QuotaUsage[]) | null;
     },
   ) {
     this.#models = new BoundedLabel(config.maxModels);
@@ -194,6 +206,12 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       help: 'What exchanges cost in USD at the price table (shipped prices and the policy file\'s prices:), by institution and model (openai.costUsd).',
       labelNames: ['institution', 'model'],
     });
+    this.quotaRejected = this.#counter({
+      name: 'openai_proxy_quota_rejected_total',
+      help: 'Requests refused with 429 quota_exceeded (POLICY_FILE limits), by institution and the window and kind that refused them.',
+      labelNames: ['institution', 'window', 'kind'],
+      keep: ['window', 'kind'],
+    });
     this.costUnknown = this.#counter({
       name: 'openai_proxy_cost_unknown_total',
       help: 'Exchanges of a billed operation whose cost is unknown (model not in the price table, or no usage to price), by model.',
@@ -241,9 +259,35 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
     this.#auditGauges(options.auditStats, registers);
     this.#memoryGauges(options.memoryStats, registers);
     if (options.policyReloads != null) this.#policyReloads(options.policyReloads, registers);
+    if (options.quotaUsage != null) this.#quotaGauge(options.quotaUsage, registers);
   }
 
   /** POLICY_FILE reloads (SIGHUP or a file change), by result; an error kept the previous policy. */
+  /** Read at scrape time from the limiter: nothing is done per request for it. */
+  #quotaGauge(usage: () => QuotaUsage[], registers: Registry<RegistryContentType>[]): void {
+    const institutions = this.#institutions;
+    new Gauge({
+      name: 'openai_proxy_quota_used_ratio',
+      help: 'Share of each institution\'s limit used in its current window (1 = at the limit), by institution, window and kind.',
+      labelNames: ['institution', 'window', 'kind'],
+      registers,
+      collect(this: Gauge<'institution' | 'window' | 'kind'>) {
+        // Rebuilt at each scrape, so a limit removed by a reload leaves no stale series; the
+        // institutions folded into `other` show the highest of their ratios.
+        const ratios = new Map<string, { institution: string; window: string; kind: string; ratio: number }>();
+        for (const u of usage()) {
+          const institution = institutions.value(u.institution);
+          const key = `${institution}\u0000${u.window}\u0000${u.kind}`;
+          const ratio = u.limit > 0 ? u.used / u.limit : 1;
+          const seen = ratios.get(key);
+          if (seen === undefined || seen.ratio < ratio) ratios.set(key, { institution, window: u.window, kind: u.kind, ratio });
+        }
+        this.reset();
+        for (const r of ratios.values()) this.set({ institution: r.institution, window: r.window, kind: r.kind }, r.ratio);
+      },
+    });
+  }
+
   #policyReloads(stats: () => PolicyReloadStats, registers: Registry<RegistryContentType>[]): void {
     const last: PolicyReloadStats = { ok: 0, error: 0 };
     new Counter({
@@ -409,6 +453,7 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
       this.wsMessages.inc({ direction: 'upstream' }, facts.websocket.messagesOut);
     }
     this.#observeUsage(facts, model, institution);
+    if (facts.quota !== null) this.quotaRejected.inc({ institution, window: facts.quota.window, kind: facts.quota.kind });
     if (facts.costUsd !== null) this.cost.inc({ institution, model }, facts.costUsd);
     // Unknown only where OpenAI answered and may bill: not a refusal, nor an exchange upstream never answered.
     else if (isPricedOperation(facts.operation) && facts.upstreamStatus !== null) this.costUnknown.inc({ model });

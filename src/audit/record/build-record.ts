@@ -34,7 +34,7 @@ function proxyErrorResponse(facts: ExchangeFacts): { status: number; headers: He
   const bytes = Buffer.byteLength(own.body);
   return {
     status: own.status,
-    headers: { 'content-type': 'application/json', 'content-length': String(bytes) },
+    headers: { ...own.headers, 'content-type': 'application/json', 'content-length': String(bytes) },
     body: {
       contentType: 'application/json',
       bytes,
@@ -101,6 +101,7 @@ export function buildRecord(ctx: RecordContext): AuditRecord {
     openai: openaiInfo(facts, ctx.usageInjected),
     outcome: facts.outcome,
     error: facts.error,
+    quota: facts.quota,
     trace: ctx.trace,
   };
   if (exchange.kind === 'websocket') record.websocket = websocketInfo(exchange as WebSocketExchange, facts);

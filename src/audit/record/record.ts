@@ -63,5 +63,7 @@ export interface AuditRecord {
   websocket?: WebSocketInfo;
   outcome: Outcome;
   error: { type: string; message: string } | null;
+  /** The limit that refused the request (policy-file contract, "Records"); null otherwise. Always set on records the proxy builds. */
+  quota?: { window: string; kind: string; limit: number; used: number } | null;
   trace: { traceId: string; spanId: string } | null;
 }
