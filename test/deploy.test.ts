@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -30,6 +30,19 @@ const GRAFANA = join(ROOT, 'grafana');
 const DASHBOARD = join(GRAFANA, 'dashboards', 'openai-proxy.json');
 const DATASOURCES = join(GRAFANA, 'provisioning', 'datasources', 'datasources.yaml');
 const DASHBOARD_PROVIDERS = join(GRAFANA, 'provisioning', 'dashboards', 'dashboards.yaml');
+const ALERTS = join(DEPLOY, 'prometheus', 'alerts.yml');
+/**
+ * The proxy under test runs with a policy file, so the policy's series (reloads, quota ratios) are
+ * exposed: the institution header believed from loopback as without a policy, and a limit.
+ */
+const POLICY = `version: 1
+institutionHeader:
+  name: x-institution-id
+  trustedFrom: [ 127.0.0.1, "::ffff:127.0.0.1" ]
+institutions:
+  law:
+    limits: [ { window: month, costUsd: 1000 } ]
+`;
 
 const DEFAULTS = loadConfig({});
 /** Variables read from the environment that are not the proxy's own (src/config.ts) nor OTEL_*. */
@@ -446,15 +459,25 @@ describe('every metric and label on the dashboard exists on a running proxy', ()
   let upstream: Upstream;
   let mongo: MongoDouble;
   let proxy: TestProxy;
-  let auditDir: string;
+  let workDir: string;
   let exposition: Exposition;
 
   before(async () => {
     upstream = await startUpstream();
     // With MongoDB configured, so the shipper's series exist too.
     mongo = await startMongoDouble();
-    auditDir = mkdtempSync(join(tmpdir(), 'deploy-'));
-    proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, METRICS_ENABLED: 'true', AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, MONGODB_URI: mongo.uri });
+    workDir = mkdtempSync(join(tmpdir(), 'deploy-'));
+    const policyFile = join(workDir, 'policy', 'policy.yaml');
+    mkdirSync(dirname(policyFile));
+    writeFileSync(policyFile, POLICY);
+    proxy = await startTestProxy({
+      UPSTREAM_URL: upstream.url,
+      METRICS_ENABLED: 'true',
+      AUDIT_ENABLED: 'true',
+      AUDIT_DIR: join(workDir, 'audit'),
+      MONGODB_URI: mongo.uri,
+      POLICY_FILE: policyFile,
+    });
     await driveTraffic(proxy);
     const res = await request(`${proxy.adminUrl}/metrics`);
     exposition = parseExposition(await res.body.text());
@@ -464,12 +487,13 @@ describe('every metric and label on the dashboard exists on a running proxy', ()
     await proxy.close();
     await upstream.close();
     await mongo.stop({ wipe: true });
-    rmSync(auditDir, { recursive: true, force: true });
+    rmSync(workDir, { recursive: true, force: true });
   });
 
-  test('metric names (histogram _bucket/_sum/_count map to their family)', () => {
+  test('metric names of the dashboard and the alerts (histogram _bucket/_sum/_count map to their family)', () => {
     const missing: string[] = [];
-    const exprs = [...promTargets(dashboard()).map((t) => t.expr), ...dashboard().templating.list.map(variableQuery)];
+    const alerts = yamlFile<{ groups: { rules: { expr: string }[] }[] }>(ALERTS).groups.flatMap((g) => g.rules.map((r) => r.expr));
+    const exprs = [...promTargets(dashboard()).map((t) => t.expr), ...dashboard().templating.list.map(variableQuery), ...alerts];
     for (const expr of exprs) {
       for (const name of metricNames(expr.replace(/^label_values\((.*),\s*\w+\)$/, '$1'))) {
         if (!PROMETHEUS_SERIES.has(name) && familyOf(name, exposition.types) === undefined) missing.push(`${name} (in ${expr})`);

@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -21,13 +21,29 @@ import { parse } from 'yaml';
 import { freePort, until } from './support/net.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
-import { instantQuery, metricNames, prometheusApi, type ApiResponse } from './support/prometheus.ts';
+import { findBinary, instantQuery, metricNames, prometheusApi, type ApiResponse } from './support/prometheus.ts';
 import { post, realtimeSession } from './support/traffic.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DASHBOARD = join(ROOT, 'grafana', 'dashboards', 'openai-proxy.json');
 const DATASOURCES = join(ROOT, 'grafana', 'provisioning', 'datasources', 'datasources.yaml');
 const JOB = 'openai-proxy';
+/**
+ * A policy file, so the cost-and-quota panels have series: the test's institution header believed
+ * from loopback (as without a policy), limits on law far above this traffic (quota used ratios, no
+ * refusal), and reloads counted.
+ */
+const POLICY = `version: 1
+institutionHeader:
+  name: x-institution-id
+  trustedFrom: [ 127.0.0.1, "::ffff:127.0.0.1" ]
+institutions:
+  law:
+    limits:
+      - { window: month, costUsd: 1000 }
+      - { window: day, requests: 1000000 }
+  medicine: {}
+`;
 const SCRAPE_SECONDS = 1;
 
 /**
@@ -41,21 +57,9 @@ const MAY_BE_EMPTY: Record<string, string> = {
   openai_proxy_audit_shipper_lag_seconds: 'no MongoDB here: no shipper to lag',
   openai_proxy_audit_shipper_up: 'no MongoDB here: no shipper to be up',
   openai_proxy_observer_failures_total: 'counted only when a capture/audit/telemetry observer throws',
+  openai_proxy_quota_rejected_total: 'the limits of POLICY (below) are far above this traffic: nothing is refused',
   nodejs_gc_duration_seconds_sum: 'observed only after a garbage collection, which a short run may not have',
 };
-
-function findBinary(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
 const PROMETHEUS = findBinary('prometheus');
 const PROMTOOL = findBinary('promtool');
@@ -133,12 +137,14 @@ async function round(proxy: TestProxy): Promise<number> {
     post(proxy, '/v1/chat/completions', { ...chat, model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true } }, { 'x-institution-id': 'law' }),
     post(proxy, '/v1/responses', { model: 'gpt-4o-mini', input: 'hi' }, { 'x-institution-id': 'medicine' }),
     post(proxy, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'a' }),
+    // A model the price table does not know: its cost is unknown.
+    post(proxy, '/v1/chat/completions', { ...chat, model: 'unpriced-test-model' }, { 'x-institution-id': 'law' }),
     post(proxy, '/v1/chat/completions', chat, { 'x-test-status': '429' }),
     post(proxy, '/v1/chat/completions', chat, { 'x-test-status': '500' }),
     post(proxy, '/v1/chat/completions', chat, { 'x-test-reset': 'before-headers' }),
     realtimeSession(proxy),
   ]);
-  assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 500, 502, 101]);
+  assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429, 500, 502, 101]);
   return statuses.length;
 }
 
@@ -166,7 +172,18 @@ describe('the dashboard on a real Prometheus', { timeout: 60_000 }, () => {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlp; // the exporter reads process.env itself
     const auditDir = mkdtempSync(join(tmpdir(), 'prometheus-audit-'));
     dirs.push(auditDir);
-    proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, METRICS_ENABLED: 'true', AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, OTEL_EXPORTER_OTLP_ENDPOINT: otlp });
+    const policyDir = mkdtempSync(join(tmpdir(), 'prometheus-policy-'));
+    dirs.push(policyDir);
+    const policyFile = join(policyDir, 'policy.yaml');
+    writeFileSync(policyFile, POLICY);
+    proxy = await startTestProxy({
+      UPSTREAM_URL: upstream.url,
+      METRICS_ENABLED: 'true',
+      AUDIT_ENABLED: 'true',
+      AUDIT_DIR: auditDir,
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp,
+      POLICY_FILE: policyFile,
+    });
 
     const promDir = mkdtempSync(join(tmpdir(), 'prometheus-'));
     dirs.push(promDir);

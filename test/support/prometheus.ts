@@ -5,7 +5,25 @@
  * (https://prometheus.io/docs/prometheus/latest/querying/api/).
  * Not a fake: it reads what the proxy and a real Prometheus give.
  */
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { request } from 'undici';
+
+// ---------------------------------------------------------------- the binaries
+
+/** The path of an executable on PATH (`prometheus`, `promtool` of the Debian package), or null. */
+export function findBinary(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
 
 // ---------------------------------------------------------------- the exposition
 
