@@ -6,13 +6,14 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { checkoutBeforeTree, removeBeforeTree, type BeforeTree } from './lib/before-tree.ts';
 import { renderComparison } from './lib/compare.ts';
-import { beforeName, createJournals, startBenchServer, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
+import { BEFORE_VARIANTS, beforeName, createJournals, startBenchServer, PROXY_VARIANTS, type Endpoint, type EndpointName } from './lib/endpoints.ts';
 import { prepare, startFleet, stopFleet } from './lib/fleet.ts';
 import { judge } from './lib/goals.ts';
 import type { JournalSize } from './lib/journal.ts';
 import { log } from './lib/log.ts';
 import { parseOptions, USAGE, type Settings } from './lib/options.ts';
 import { CHAT_REQUEST } from './lib/payloads.ts';
+import { CLIENT_KEY } from './lib/policy.ts';
 import { ROOT, WRK_BIN, WRK_SCRIPT } from './lib/paths.ts';
 import { killAllNow, stopAll } from './lib/processes.ts';
 import { renderReport } from './lib/report.ts';
@@ -46,7 +47,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 function measuredNames(settings: Settings, round: number): Exclude<EndpointName, 'direct'>[] {
   if (settings.before === null) return settings.variants;
   return settings.variants.flatMap((variant) => {
-    if (!PROXY_VARIANTS.includes(variant)) return [variant];
+    if (!BEFORE_VARIANTS.includes(variant)) return [variant];
     return round % 2 === 1 ? [beforeName(variant), variant] : [variant, beforeName(variant)];
   });
 }
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
   const sinkUrl = `http://127.0.0.1:${sink.port}`;
   const journals = createJournals(names, dir, settings.selfTest);
   const context = { workDir: dir, upstreamUrl, sinkUrl, selfTest: settings.selfTest, journals, before };
-  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null, readyRssMiB: Number.NaN };
+  const direct: Endpoint = { name: 'direct', baseUrl: upstreamUrl, pid: upstream.child.pid ?? 0, child: upstream.child, logPath: upstream.logPath, journal: null, readyRssMiB: Number.NaN, apiKey: CLIENT_KEY, adminUrl: null, policy: null };
 
   const samples = new Samples();
   const notes: string[] = [];

@@ -2,7 +2,7 @@
 // variant of this one, measured in the same rounds, and whether this tree's costs more CPU per
 // request than the run's own noise allows.
 import type { BeforeTree } from './before-tree.ts';
-import { beforeName, PROXY_VARIANTS, type Variant } from './endpoints.ts';
+import { BEFORE_VARIANTS, beforeName, type Variant } from './endpoints.ts';
 import type { MetricKey, Samples } from './stats.ts';
 
 type Format = (value: number) => string;
@@ -47,7 +47,7 @@ function cell(samples: Samples, variant: Variant, metric: MetricKey, format: For
 }
 
 export function renderComparison(samples: Samples, variants: readonly Variant[], tree: BeforeTree, rounds: number): string {
-  const measured = variants.filter((variant) => PROXY_VARIANTS.includes(variant));
+  const measured = variants.filter((variant) => BEFORE_VARIANTS.includes(variant));
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   const header = ['variant', ...COLUMNS.map(([, label]) => label), 'verdict (CPU per request)'];
   const body = measured.map((variant) => line([

@@ -1,6 +1,6 @@
-// What is measured: the upstream reached directly, the two baseline pipes and the three proxy
-// variants (and, with --before, the same variants of another tree), each a child process with its
-// own port, and how each one is started.
+// What is measured: the upstream reached directly, the two baseline pipes and the proxy variants
+// (and, with --before, the same variants of another tree), each a child process with its own port,
+// and how each one is started.
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,13 +11,20 @@ import { spawnNode, spawnNodeArgs } from './processes.ts';
 import { rssMiB } from './proc-stats.ts';
 import { RUNTIME_FLAGS } from './runtime-flags.ts';
 import { Journal } from './journal.ts';
+import { CLIENT_KEY, UPSTREAM_KEY_ENV, writePolicy, type BenchPolicy } from './policy.ts';
 
-export const VARIANTS = ['pipe-http', 'pipe-undici', 'proxy', 'proxy+audit', 'proxy+full'] as const;
+export const VARIANTS = ['pipe-http', 'pipe-undici', 'proxy', 'proxy+audit', 'proxy+full', 'proxy+default', 'proxy+policy', 'proxy+limit'] as const;
 export type Variant = (typeof VARIANTS)[number];
 /** A proxy variant of the --before tree, measured alongside the same variant of this tree. */
 export type BeforeName = `${Variant}@before`;
 export type EndpointName = 'direct' | Variant | BeforeName;
-export const PROXY_VARIANTS: readonly Variant[] = ['proxy', 'proxy+audit', 'proxy+full'];
+export const PROXY_VARIANTS: readonly Variant[] = ['proxy', 'proxy+audit', 'proxy+full', 'proxy+default', 'proxy+policy', 'proxy+limit'];
+/** The variants that run with POLICY_FILE: they are measured against proxy+default, the same proxy without it. */
+export const POLICY_VARIANTS: readonly Variant[] = ['proxy+policy', 'proxy+limit'];
+/** What --before measures of another tree: not the policy variants, which a tree older than POLICY_FILE would run without a policy. */
+export const BEFORE_VARIANTS: readonly Variant[] = PROXY_VARIANTS.filter((variant) => !POLICY_VARIANTS.includes(variant));
+/** The variants that write an audit journal. */
+const AUDITING: readonly Variant[] = ['proxy+audit', 'proxy+full', 'proxy+default', 'proxy+policy', 'proxy+limit'];
 
 export function beforeName(variant: Variant): BeforeName {
   return `${variant}@before`;
@@ -39,6 +46,12 @@ export interface Endpoint {
   journal: Journal | null;
   /** VmRSS once the server answered its readiness check, before any traffic. */
   readyRssMiB: number;
+  /** The OpenAI key its clients send: the run's virtual key for the policy variants, else CLIENT_KEY. */
+  apiKey: string;
+  /** The proxy's admin port (null for the pipes, the upstream and self-test stand-ins). */
+  adminUrl: string | null;
+  /** The policy file it runs with (null without one, and for self-test stand-ins). */
+  policy: BenchPolicy | null;
 }
 
 export interface StartContext {
@@ -75,7 +88,7 @@ export async function startBenchServer(
 export function createJournals(names: readonly Exclude<EndpointName, 'direct'>[], workDir: string, selfTest: boolean): Map<EndpointName, Journal> {
   const journals = new Map<EndpointName, Journal>();
   if (selfTest) return journals;
-  for (const name of names.filter((n) => variantOf(n) === 'proxy+audit' || variantOf(n) === 'proxy+full')) {
+  for (const name of names.filter((n) => AUDITING.includes(variantOf(n)))) {
     const dir = join(workDir, `audit-${slug(name)}`);
     mkdirSync(dir);
     journals.set(name, new Journal(dir));
@@ -83,7 +96,7 @@ export function createJournals(names: readonly Exclude<EndpointName, 'direct'>[]
   return journals;
 }
 
-function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS.ProcessEnv {
+function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string, policy: BenchPolicy | null): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !CALLER_SETTINGS.test(key)));
   const core = { HOST: '127.0.0.1', UPSTREAM_URL: ctx.upstreamUrl };
   switch (variant) {
@@ -91,6 +104,23 @@ function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string): NodeJS
       return { ...env, ...core, AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' };
     case 'proxy+audit':
       return { ...env, ...core, AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' };
+    // What `npm start` runs with no settings (config.ts's defaults): journal and metrics on, no
+    // tracing endpoint. The policy variants add only the policy file and its upstream key.
+    case 'proxy+default':
+      return { ...env, ...core, AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, METRICS_ENABLED: 'true', OTEL_SDK_DISABLED: 'true' };
+    case 'proxy+policy':
+    case 'proxy+limit':
+      if (policy === null) throw new Error(`${variant} needs its policy file`);
+      return {
+        ...env,
+        ...core,
+        AUDIT_ENABLED: 'true',
+        AUDIT_DIR: auditDir,
+        METRICS_ENABLED: 'true',
+        OTEL_SDK_DISABLED: 'true',
+        POLICY_FILE: policy.path,
+        [UPSTREAM_KEY_ENV]: CLIENT_KEY,
+      };
     default:
       return {
         ...env,
@@ -112,17 +142,21 @@ export async function startVariant(name: Exclude<EndpointName, 'direct'>, ctx: S
     const file = variant === 'pipe-http' ? 'bench/pipe-http.ts' : 'bench/pipe-undici.ts';
     const { child, port, logPath } = await startBenchServer(name, file, ctx.workDir, { UPSTREAM_URL: ctx.upstreamUrl }, RUNTIME_FLAGS);
     const pid = child.pid ?? 0;
-    return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal: null, readyRssMiB: rssMiB(pid) };
+    return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal: null, readyRssMiB: rssMiB(pid), apiKey: CLIENT_KEY, adminUrl: null, policy: null };
   }
   const [port, adminPort] = [await freePort(), await freePort()];
   const journal = ctx.journals.get(name) ?? null;
   const logPath = join(ctx.workDir, `${slug(name)}.stderr.log`);
-  const env = { ...proxyEnv(variant, ctx, journal?.dir ?? ''), PORT: String(port), ADMIN_PORT: String(adminPort) };
+  // A new virtual key each start: the file is rewritten while its proxy is stopped.
+  const policy = POLICY_VARIANTS.includes(variant) ? writePolicy(ctx.workDir, slug(name), variant === 'proxy+limit') : null;
+  const env = { ...proxyEnv(variant, ctx, journal?.dir ?? '', policy), PORT: String(port), ADMIN_PORT: String(adminPort) };
   const before = name === variant ? null : ctx.before;
   if (name !== variant && before === null) throw new Error(`${name} needs --before`);
   // Each tree's proxy runs as its own package.json `start` says, from its own checkout.
   const child = before === null ? spawnNode(PROXY_ENTRY, env, logPath, RUNTIME_FLAGS) : spawnNodeArgs(before.nodeArgs, env, logPath, before.dir);
-  await waitReady(name, child, () => httpOk(`http://127.0.0.1:${adminPort}/readyz`), logPath);
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  await waitReady(name, child, () => httpOk(`${adminUrl}/readyz`), logPath);
   const pid = child.pid ?? 0;
-  return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal, readyRssMiB: rssMiB(pid) };
+  const apiKey = policy?.virtualKey ?? CLIENT_KEY;
+  return { name, baseUrl: `http://127.0.0.1:${port}`, pid, child, logPath, journal, readyRssMiB: rssMiB(pid), apiKey, adminUrl, policy };
 }

@@ -20,7 +20,7 @@ export async function startFleet(names: readonly Exclude<EndpointName, 'direct'>
 export async function prepare(endpoints: readonly Endpoint[], warmupS: number): Promise<void> {
   for (const endpoint of endpoints) await verify(endpoint);
   for (const endpoint of endpoints) {
-    await runWrk(throughputRun(warmupS), `${endpoint.baseUrl}/v1/chat/completions`);
+    await runWrk(throughputRun(warmupS), `${endpoint.baseUrl}/v1/chat/completions`, endpoint.apiKey);
     await pause(endpoint);
   }
   log(`verified and warmed up ${endpoints.map((endpoint) => endpoint.name).join(', ')}`);

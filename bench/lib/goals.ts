@@ -43,6 +43,9 @@ export const GOALS: readonly Goal[] = [
   goal('proxy+full', 'p50VsUndici', '<=', 0.2, 'p50 ≤ pipe-undici p50 + 0.2 ms'),
   ...streamingGoals('proxy+full', true),
   ...rssGoals('proxy+full', 40, true),
+  // Issue 14: a policy file costs at most 5 % of the same proxy's throughput, a local limit 10 %.
+  goal('proxy+policy', 'xDefault', '>=', 0.95, 'throughput ≥ 0.95× proxy+default'),
+  goal('proxy+limit', 'xDefault', '>=', 0.9, 'throughput ≥ 0.90× proxy+default'),
 ];
 
 export interface Verdict {

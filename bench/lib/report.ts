@@ -44,8 +44,10 @@ function rows(transferMiB: number): [MetricKey, string, Format][] {
     ['rps', 'throughput, c=64 (req/s)', perSecond],
     ['xUndici', 'throughput ÷ pipe-undici', ratio],
     ['xHttp', 'throughput ÷ pipe-http', ratio],
+    ['xDefault', 'throughput ÷ proxy+default', ratio],
     ['cpuUs', 'server CPU per request, c=64 (µs)', perSecond],
     ['cpuVsUndici', 'CPU per request ÷ pipe-undici', ratio],
+    ['cpuVsDefault', 'CPU per request ÷ proxy+default', ratio],
     ['ttfb', 'streamed TTFB (ms)', ms],
     ['addedTtfb', 'added TTFB vs direct (ms)', signedMs],
     ['worstGap', 'worst added SSE gap (ms)', signedMs],
@@ -139,7 +141,7 @@ export function renderReport(input: ReportInput): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const load = (values: number[]): string => values.map((v) => v.toFixed(2)).join(' ');
   const banner = settings.selfTest
-    ? '\n> **SELF-TEST**: the proxy, proxy+audit and proxy+full columns are pipe-undici stand-ins, not src/main.ts. These figures only show that the harness works.\n'
+    ? '\n> **SELF-TEST**: the proxy variants' columns are pipe-undici stand-ins, not src/main.ts. These figures only show that the harness works.\n'
     : '';
   const meta = table(['setting', 'value'], [
     ['date', input.date.toISOString()],

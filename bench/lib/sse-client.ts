@@ -15,9 +15,9 @@ export interface StreamTiming {
 const BODY = Buffer.from(JSON.stringify(STREAM_REQUEST));
 export const IDLE_TIMEOUT_MS = 10_000; // a stuck endpoint must fail the run, not hang it
 
-export function timedStream(baseUrl: string, agent: http.Agent): Promise<StreamTiming> {
+export function timedStream(baseUrl: string, agent: http.Agent, apiKey: string): Promise<StreamTiming> {
   return new Promise((resolve, reject) => {
-    const headers = { 'content-type': 'application/json', authorization: 'Bearer sk-bench', 'content-length': BODY.length };
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}`, 'content-length': BODY.length };
     const t0 = performance.now();
     const req = http.request(`${baseUrl}/v1/chat/completions`, { method: 'POST', agent, headers, timeout: IDLE_TIMEOUT_MS }, (res) => {
       const timing: StreamTiming = {

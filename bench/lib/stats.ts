@@ -3,7 +3,7 @@ import type { EndpointName } from './endpoints.ts';
 
 export type MetricKey =
   | 'p50' | 'p99' | 'addedP50' | 'addedP99' | 'p50VsUndici'
-  | 'rps' | 'xUndici' | 'xHttp' | 'cpuUs' | 'cpuVsUndici'
+  | 'rps' | 'xUndici' | 'xHttp' | 'xDefault' | 'cpuUs' | 'cpuVsUndici' | 'cpuVsDefault'
   | 'ttfb' | 'addedTtfb' | 'worstGap'
   | 'dlSeconds' | 'dlRss' | 'ulSeconds' | 'ulRss'
   | 'auditRecordsPerS' | 'auditMBPerS' | 'auditRecordsPerRequest'

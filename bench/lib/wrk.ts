@@ -17,9 +17,10 @@ export function wrkFlags(run: WrkRun): string {
   return `-t${run.threads} -c${run.connections} -d${run.durationS}s${run.latency ? ' --latency' : ''}`;
 }
 
-export async function runWrk(run: WrkRun, url: string): Promise<WrkResult> {
+/** `apiKey` is sent as the bearer token (bench/wrk/chat.lua reads it from BENCH_API_KEY). */
+export async function runWrk(run: WrkRun, url: string, apiKey: string): Promise<WrkResult> {
   const args = [...wrkFlags(run).split(' '), '-s', WRK_SCRIPT, url];
-  const child = track(spawn(WRK_BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(WRK_BIN, args, { cwd: ROOT, env: { ...process.env, BENCH_API_KEY: apiKey }, stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (text: string) => { out += text; });
   child.stderr?.setEncoding('utf8').on('data', (text: string) => { out += text; });

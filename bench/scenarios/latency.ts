@@ -12,7 +12,7 @@ export async function latency(ctx: RoundContext): Promise<void> {
   const p50 = new Map<EndpointName, number>();
   const p99 = new Map<EndpointName, number>();
   for (const endpoint of ctx.order) {
-    const result = await runWrk(latencyRun(ctx.settings.latencyS), `${endpoint.baseUrl}/v1/chat/completions`);
+    const result = await runWrk(latencyRun(ctx.settings.latencyS), `${endpoint.baseUrl}/v1/chat/completions`, endpoint.apiKey);
     noteSocketErrors(ctx, endpoint, 'latency', result);
     if (result.p50Ms === null || result.p99Ms === null) throw new Error(`wrk printed no latency distribution for ${endpoint.name}`);
     p50.set(endpoint.name, result.p50Ms);

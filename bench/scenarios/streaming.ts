@@ -20,9 +20,9 @@ export async function streaming(ctx: RoundContext): Promise<void> {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const runs: StreamTiming[] = [];
     try {
-      await timedStream(endpoint.baseUrl, agent); // opens the connection, not timed
+      await timedStream(endpoint.baseUrl, agent, endpoint.apiKey); // opens the connection, not timed
       for (let i = 0; i < ctx.settings.streamRequests; i++) {
-        const run = await timedStream(endpoint.baseUrl, agent);
+        const run = await timedStream(endpoint.baseUrl, agent, endpoint.apiKey);
         const problem = streamProblem(run);
         if (problem !== null) throw new Error(`streaming through ${endpoint.name}: ${problem}`);
         runs.push(run);

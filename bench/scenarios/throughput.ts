@@ -16,9 +16,9 @@ async function measure(ctx: RoundContext, endpoint: Endpoint): Promise<WrkResult
   const run = throughputRun(ctx.settings.throughputS);
   const url = `${endpoint.baseUrl}/v1/chat/completions`;
   const journal = endpoint.journal;
-  if (journal === null) return runWrk(run, url);
+  if (journal === null) return runWrk(run, url, endpoint.apiKey);
   const before = await journal.size();
-  const result = await runWrk(run, url);
+  const result = await runWrk(run, url, endpoint.apiKey);
   // Records still batched when wrk stops, and proxy+full's last span export (within 200 ms), are
   // part of the run: its CPU is read after the journal has been quiet for a second.
   await journal.settle(1000);
@@ -55,4 +55,7 @@ export async function throughput(ctx: RoundContext): Promise<void> {
   ctx.samples.addRelative('xUndici', rps, 'pipe-undici', 'ratio');
   ctx.samples.addRelative('xHttp', rps, 'pipe-http', 'ratio');
   ctx.samples.addRelative('cpuVsUndici', cpu, 'pipe-undici', 'ratio');
+  // The policy variants' targets: the same proxy without the policy file, in the same round.
+  ctx.samples.addRelative('xDefault', rps, 'proxy+default', 'ratio');
+  ctx.samples.addRelative('cpuVsDefault', cpu, 'proxy+default', 'ratio');
 }
