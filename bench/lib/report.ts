@@ -141,7 +141,7 @@ export function renderReport(input: ReportInput): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const load = (values: number[]): string => values.map((v) => v.toFixed(2)).join(' ');
   const banner = settings.selfTest
-    ? '\n> **SELF-TEST**: the proxy variants' columns are pipe-undici stand-ins, not src/main.ts. These figures only show that the harness works.\n'
+    ? '\n> **SELF-TEST**: the columns of the proxy variants are pipe-undici stand-ins, not src/main.ts. These figures only show that the harness works.\n'
     : '';
   const meta = table(['setting', 'value'], [
     ['date', input.date.toISOString()],
