@@ -315,9 +315,10 @@ void describe('mongo double, driven by the real driver', () => {
     });
   });
   void it('findOneAndUpdate and updateOne: upsert, $inc, $setOnInsert, $max, a $lt filter, and 11000 on a taken _id', async () => {
-    await withMongo(async ({ coll }) => {
+    await withMongo(async ({ client }) => {
+      const coll = client.db('audit').collection<{ _id: string }>('quotas');
       const expireAt = new Date('2026-12-08T00:00:00Z');
-      const reserve = (limit: number): Promise<Rec | null> =>
+      const reserve = (limit: number): Promise<unknown> =>
         coll.findOneAndUpdate({ _id: 'q', count: { $lt: limit } }, { $inc: { count: 1 }, $setOnInsert: { expireAt } }, { upsert: true, returnDocument: 'after' });
       assert.deepEqual(await reserve(2), { _id: 'q', count: 1, expireAt });
       assert.deepEqual(await reserve(2), { _id: 'q', count: 2, expireAt });

@@ -7,7 +7,7 @@ import type { Agent, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import type { AdmissionHook } from './admission.ts';
+import { decided, type AdmissionDecision, type AdmissionHook } from './admission.ts';
 import {
   ClientAbortedError,
   MalformedRequestError,
@@ -129,7 +129,16 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     }
     const malformed = headProblem(req);
     if (malformed !== null) return rejectHandshake(socket, exchange, malformed);
-    const decision = options.admission(exchange);
+    const pending = options.admission(exchange);
+    if (pending instanceof Promise) {
+      void decided(pending).then(admitted);
+      return;
+    }
+    admitted(pending);
+
+    function admitted(decision: AdmissionDecision): void {
+    // The client may have gone while a shared limit store answered.
+    if (socket.destroyed) return;
     exchange.identity = decision.identity;
     if (decision.refusal !== null) return rejectHandshake(socket, exchange, decision.refusal);
     const rewrite = decision.rewrite;
@@ -225,6 +234,7 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
         bridge(client, upstream, exchange, taps, end, options.cutReason);
       });
     });
+    }
   };
 }
 
