@@ -35,6 +35,7 @@ export class SharedCounts {
   #downUntil = 0;
   #flushTimer: NodeJS.Timeout | null = null;
   #flushing = false;
+  #closed = false;
 
   constructor(store: QuotaStore, options: SharedCountsOptions) {
     this.#store = store;
@@ -66,6 +67,7 @@ export class SharedCounts {
 
   /** Off the admission path: usage once known, a request given back; kept for later if the store fails. */
   add(id: string, expireAt: Date, usage: Usage): void {
+    if (this.#closed) return;
     if (this.down || this.#pending.has(id)) return this.keep(id, expireAt, usage);
     this.#bounded(this.#store.add(id, expireAt, usage)).then(
       () => this.#up(),
@@ -78,6 +80,8 @@ export class SharedCounts {
 
   /** Counted locally (the store down): added to the shared counts when it is back. */
   keep(id: string, expireAt: Date, usage: Usage): void {
+    // After close (exchanges that end during shutdown) nothing can be written any more.
+    if (this.#closed) return;
     const pending = this.#pending.get(id);
     if (pending === undefined) this.#pending.set(id, { expireAt, usage: { ...usage } });
     else {
@@ -92,6 +96,8 @@ export class SharedCounts {
     if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
     await this.#flush();
+    this.#closed = true;
+    if (this.#pending.size > 0) every('quota-store-close', 10_000, 'warn', 'the quota store is down at shutdown: counts of this process not added to the shared ones', { windows: this.#pending.size });
     await this.#store.close();
   }
 
