@@ -21,6 +21,7 @@ import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
 import { policyDir } from './support/policy.ts';
 import { startTestProxy, type TestProxy } from './support/proxy.ts';
+import { MongoQuotaStore } from '../src/policy/quota-store-mongo.ts';
 import { EMULATOR_USAGE, startUpstream, type Upstream } from './support/upstream.ts';
 
 const HEADER = 'x-institution-id';
@@ -169,6 +170,30 @@ describe('limits across replicas', () => {
       assert.equal(counted(), before + 1, 'one findAndModify for a limited one');
     } finally {
       await proxy.close();
+    }
+  });
+
+  test('the store: a duplicate key from a concurrent insert is retried once without upsert; a full window is refused with its totals', async (t) => {
+    if (double === null) return t.skip('injects the race with a fail point of the double');
+    const db = 'quotas_race';
+    const store = new MongoQuotaStore({ uri: uriFor(db), db, timeoutMs: 2000 });
+    const admin = new MongoClient(uriFor(db));
+    try {
+      const expireAt = new Date(Date.UTC(2030, 0, 2));
+      const checks = [{ kind: 'requests' as const, limit: 3 }];
+      assert.deepEqual(await store.reserve('w', expireAt, checks), { admitted: true, counts: { requests: 1, tokens: 0, costUsd: 0 } });
+      // As if another process had inserted the document between this one's match and its insert.
+      await admin.db('admin').command({ configureFailPoint: 'failCommand', mode: { times: 1 }, data: { failCommands: ['findAndModify'], errorCode: 11000 } });
+      assert.deepEqual(await store.reserve('w', expireAt, checks), { admitted: true, counts: { requests: 2, tokens: 0, costUsd: 0 } });
+      await store.add('w', expireAt, { requests: 0, tokens: 40, costUsd: 0.5 });
+      assert.deepEqual(await store.reserve('w', expireAt, checks), { admitted: true, counts: { requests: 3, tokens: 40, costUsd: 0.5 } });
+      assert.deepEqual(await store.reserve('w', expireAt, checks), { admitted: false, counts: { requests: 3, tokens: 40, costUsd: 0.5 } });
+      // A token limit in the same window refuses by the same filter.
+      assert.deepEqual(await store.reserve('w', expireAt, [{ kind: 'tokens', limit: 40 }]), { admitted: false, counts: { requests: 3, tokens: 40, costUsd: 0.5 } });
+      assert.deepEqual(await admin.db(db).collection('quotas').findOne({ _id: 'w' } as Document), { _id: 'w', requests: 3, tokens: 40, costUsd: 0.5, expireAt });
+    } finally {
+      await store.close();
+      await admin.close();
     }
   });
 
