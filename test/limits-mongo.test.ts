@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MongoClient, type Document } from 'mongodb';
 import { request } from 'undici';
+import { waitForRecords } from './support/audit.ts';
 import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
 import { policyDir } from './support/policy.ts';
@@ -223,6 +224,49 @@ describe('limits across replicas', () => {
       assert.deepEqual(rest, [200, 200, 200, 429, 429]);
       assert.equal(upstreamChats() - before, 10);
     } finally {
+      await proxy.close();
+      await client.close();
+    }
+  });
+
+  test('a client that leaves while MongoDB decides: nothing upstream, its request given back', async (t) => {
+    if (double === null) return t.skip('stalls the double');
+    const mongo = double;
+    const db = 'quotas_leave';
+    const proxy = await startTestProxy({
+      UPSTREAM_URL: upstream.url,
+      POLICY_FILE: files.write('leave.yaml', policy(10, 'closed')),
+      MONGODB_URI: uriFor(db),
+      AUDIT_ENABLED: 'true',
+      AUDIT_DIR: mkdtempSync(join(tmpdir(), 'quotas-')),
+      QUOTA_STORE_TIMEOUT_MS: '10000',
+    });
+    const client = new MongoClient(uriFor(db), { serverSelectionTimeoutMS: 5000 });
+    const before = upstreamChats();
+    try {
+      assert.equal((await chat(proxy.url, 'acme')).status, 200);
+      const asked = (): number => mongo.commands.filter((c) => c === 'findAndModify').length;
+      const seen = asked();
+      mongo.stall(true);
+      const abort = new AbortController();
+      const pending = request(`${proxy.url}/v1/chat/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [] }),
+        headers: { 'content-type': 'application/json', [HEADER]: 'acme' },
+        signal: abort.signal,
+      }).catch((err: unknown) => err);
+      await until(() => asked() > seen, 5000, 'the reservation sent');
+      abort.abort();
+      await pending;
+      // The proxy has seen the client go (its record is written when the exchange ends).
+      const records = await waitForRecords(proxy, 2);
+      assert.equal(records[1]?.outcome, 'client_aborted');
+      mongo.stall(false);
+      // The reservation was applied, then given back: the exchange never went upstream.
+      await until(async () => (await acmeDay(client, db))?.requests === 1, 10_000, 'the request given back');
+      assert.equal(upstreamChats() - before, 1);
+    } finally {
+      mongo.stall(false);
       await proxy.close();
       await client.close();
     }

@@ -137,6 +137,12 @@ export class Limiter implements FactsConsumer {
     // All windows at once: one round trip whatever their number (each is its own document).
     const results = await Promise.all(windows.map((w) => shared.reserve(w.id, w.expireAt, w.checks).catch(() => null)));
     const taken = windows.filter((_, i) => results[i]?.admitted === true);
+    if (exchange.endHr !== null) {
+      // The client left while the store answered: its facts have come and gone, so the request
+      // it reserved is given back here (it never goes upstream).
+      for (const w of taken) shared.add(w.id, w.expireAt, GIVE_BACK);
+      return null;
+    }
     if (results.includes(null)) {
       // The store failed on some window: nothing of this request stays in it.
       for (const w of taken) shared.add(w.id, w.expireAt, GIVE_BACK);

@@ -193,6 +193,7 @@ class ForwardedExchange {
   readonly #taps: Taps;
   readonly #cancel = new UpstreamCancel();
   #origin = '';
+  #closed = false;
 
   readonly #inFlight: InFlight | null;
 
@@ -220,6 +221,8 @@ class ForwardedExchange {
   }
 
   #admitted(decision: AdmissionDecision): void {
+    // The client left while a shared limit store answered: its exchange has ended, nothing goes upstream.
+    if (this.#closed) return;
     const options = this.#options;
     const req = this.#req;
     this.#exchange.identity = decision.identity;
@@ -333,6 +336,7 @@ class ForwardedExchange {
   }
 
   #onClose(): void {
+    this.#closed = true;
     const exchange = this.#exchange;
     const res = this.#res;
     this.#inFlight?.delete(res);
