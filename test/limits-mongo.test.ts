@@ -16,7 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MongoClient, type Document } from 'mongodb';
+import type { IncomingMessage } from 'node:http';
 import { request } from 'undici';
+import { WebSocket } from 'ws';
 import { waitForRecords } from './support/audit.ts';
 import { freePort, until } from './support/net.ts';
 import { startMongoDouble, type MongoDouble } from './support/mongo-double.ts';
@@ -269,6 +271,29 @@ describe('limits across replicas', () => {
       mongo.stall(false);
       await proxy.close();
       await client.close();
+    }
+  });
+
+  test('a Realtime session is counted in MongoDB too: the second handshake over a limit of 1 is a 429', async (t) => {
+    if (double === null) return t.skip('counts wire commands on the double');
+    const mongo = double;
+    const proxy = await inProcess('realtime.yaml', policy(1, 'closed'), 'quotas_realtime');
+    const asked = (): number => mongo.commands.filter((c) => c === 'findAndModify').length;
+    const seen = asked();
+    const open = (): WebSocket => new WebSocket(`${proxy.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, { headers: { authorization: 'Bearer sk-x', [HEADER]: 'acme' } });
+    try {
+      const first = open();
+      await once(first, 'open');
+      first.close();
+      await once(first, 'close');
+      const second = open();
+      const [, response] = (await once(second, 'unexpected-response')) as [unknown, IncomingMessage];
+      response.resume();
+      assert.equal(response.statusCode, 429);
+      assert.equal(response.headers['x-proxy-quota-limit'], '1');
+      assert.ok(asked() - seen >= 2, 'each handshake asked MongoDB');
+    } finally {
+      await proxy.close();
     }
   });
 
