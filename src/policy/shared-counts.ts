@@ -6,6 +6,7 @@
  * (usage counted while down, a request given back) is kept per window document and added when the
  * store answers again.
  */
+import { AppError } from '../errors.ts';
 import { errorMessage, every } from '../log.ts';
 import type { Usage } from './limits-counters.ts';
 import type { Check, QuotaStore, Reservation } from './quota-store.ts';
@@ -22,7 +23,10 @@ interface Pending {
   usage: Usage;
 }
 
-export class StoreTimeoutError extends Error {
+/** The store did not answer in time; admission then decides by quotaStoreDown (a client sees 503 quota_unavailable at most). */
+export class StoreTimeoutError extends AppError {
+  readonly code = 'quota_store_timeout';
+  readonly status = 503;
   override readonly name = 'StoreTimeoutError';
 }
 
