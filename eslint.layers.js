@@ -3,7 +3,8 @@
 // capture layer produces facts for audit, metrics and tracing and imports none of them; metrics and
 // tracing read facts, never the audit record; audit/ is three folders (record/ builds the record,
 // journal/ writes it to disk, shipper/ ships it to MongoDB) and only the shipper (and the journal's
-// EJSON line writer) touch MongoDB's packages.
+// EJSON line writer) touch MongoDB's packages, and in policy/ the shared quota counters
+// (policy/quota-store-mongo.ts).
 
 const EXPORTERS = ['@opentelemetry/*', 'prom-client'];
 const DATABASE = ['mongodb', 'bson'];
@@ -24,7 +25,7 @@ export const layers = [
   {
     name: 'layers/src',
     files: ['src/**/*.ts'],
-    rules: { [RULE]: refuse('only the MongoDB shipper (audit/shipper/) and the journal line writer (audit/journal/journal-line.ts) use the database packages', DATABASE) },
+    rules: { [RULE]: refuse('only the MongoDB shipper (audit/shipper/), the journal line writer (audit/journal/journal-line.ts) and the quota store (policy/quota-store-mongo.ts) use the database packages', DATABASE) },
   },
   {
     name: 'layers/proxy',
@@ -72,5 +73,10 @@ export const layers = [
     name: 'layers/policy',
     files: ['src/policy/**/*.ts'],
     rules: { [RULE]: refuse('policy/ decides on a request; it neither records (audit/) nor measures (telemetry/)', folders('telemetry', 'audit'), DATABASE) },
+  },
+  {
+    name: 'layers/policy-quota-store',
+    files: ['src/policy/quota-store-mongo.ts'],
+    rules: { [RULE]: refuse('the quota store keeps the shared counts in MongoDB; like the rest of policy/ it neither records (audit/) nor measures (telemetry/)', folders('telemetry', 'audit'), ['bson']) },
   },
 ];

@@ -89,11 +89,15 @@ export async function startProxy(config: Config, components: Components): Promis
   };
   const identity = components.identity;
   // Identity first, so that a request the checks refuse is still recorded as its institution's.
-  const admission = (exchange: Exchange): AdmissionDecision => {
-    const decision = identity === undefined ? ADMITTED : identity(exchange);
+  const afterIdentity = (decision: AdmissionDecision): AdmissionDecision => {
     if (decision.refusal !== null) return decision;
     const refused = checks();
     return refused === null ? decision : refusedBy(refused, decision.identity);
+  };
+  const admission = (exchange: Exchange): AdmissionDecision | Promise<AdmissionDecision> => {
+    const decision = identity === undefined ? ADMITTED : identity(exchange);
+    // Async only when a limit is counted in MongoDB; then the checks run once it has answered.
+    return decision instanceof Promise ? decision.then(afterIdentity) : afterIdentity(decision);
   };
 
   const forward = createForwarder({

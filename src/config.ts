@@ -93,6 +93,8 @@ export interface AuditConfig {
   mongodbUri: string | null;
   mongodbDb: string;
   ttlDays: number | null;
+  /** With POLICY_FILE limits and MONGODB_URI: the bound on each call to the shared quota counters. */
+  quotaStoreTimeoutMs: number;
 }
 
 export interface MetricsConfig {
@@ -288,6 +290,7 @@ function audit(env: Env): AuditConfig {
       .filter((h) => h !== ''),
     mongodbUri: mongodbUri(raw(env, 'MONGODB_URI')),
     mongodbDb: str(env, 'MONGODB_DB', 'openai_proxy'),
+    quotaStoreTimeoutMs: int(env, 'QUOTA_STORE_TIMEOUT_MS', 200, 10, 60_000),
     ttlDays: optionalInt(env, 'AUDIT_TTL_DAYS', 1, 100_000),
   };
 }

@@ -22,6 +22,8 @@ import { every, errorMessage, log } from './log.ts';
 import { MemoryBudget } from './memory-budget.ts';
 import { exchangeCost, priceTableOf } from './policy/exchange-cost.ts';
 import { Limiter } from './policy/limits.ts';
+import { MongoQuotaStore } from './policy/quota-store-mongo.ts';
+import { SharedCounts } from './policy/shared-counts.ts';
 import { longestWindow, rebuildCounts } from './policy/limits-rebuild.ts';
 import { policyAdmission } from './policy/policy-admission.ts';
 import { PolicyStore } from './policy/policy-store.ts';
@@ -97,7 +99,17 @@ export async function createRuntime(config: Config): Promise<Runtime> {
   }
   // Counts outlive the process through the journal: the month's records are read back once here,
   // before any request is admitted (limits-rebuild.ts). Without the journal, they are in memory only.
-  const limiter = policy === null ? null : new Limiter();
+  // With MONGODB_URI the counts that decide are shared by every process (quota-store-mongo.ts); the
+  // client connects when first asked, so a policy without limits never talks to the database.
+  const quotaStore =
+    policy !== null && config.audit.mongodbUri !== null
+      ? new MongoQuotaStore({ uri: config.audit.mongodbUri, db: config.audit.mongodbDb, timeoutMs: config.audit.quotaStoreTimeoutMs })
+      : null;
+  if (quotaStore !== null && policy !== null && longestWindow(policy.current()) !== null) {
+    quotaStore.ensureIndexes().catch((err: unknown) => log.warn('quotas TTL index not created (retried at the next start)', { error: errorMessage(err) }));
+  }
+  const shared = quotaStore === null ? null : new SharedCounts(quotaStore, { timeoutMs: config.audit.quotaStoreTimeoutMs });
+  const limiter = policy === null ? null : new Limiter({ shared });
   const longest = policy === null ? null : longestWindow(policy.current());
   if (limiter !== null && journal !== null && longest !== null) {
     const rebuilt = await rebuildCounts(limiter.counters, await listSegments(config.audit.dir), Date.now(), longest);
@@ -224,6 +236,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
     },
     async close() {
       policy?.close();
+      await shared?.close().catch((err: unknown) => log.error('quota store close failed', { error: errorMessage(err) }));
       await capture?.close();
       await shipper?.stop().catch((err: unknown) => log.error('shipper stop failed', { error: errorMessage(err) }));
       await journal?.close().catch((err: unknown) => log.error('journal close failed', { error: errorMessage(err) }));

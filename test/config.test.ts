@@ -29,6 +29,7 @@ test('defaults match the README', () => {
   assert.equal(c.audit.institutionHeader, 'x-institution-id');
   assert.equal(c.audit.mongodbUri, null);
   assert.equal(c.audit.mongodbDb, 'openai_proxy');
+  assert.equal(c.audit.quotaStoreTimeoutMs, 200);
 });
 
 test('routes parse and keep their origins', () => {
@@ -49,6 +50,7 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ UPSTREAM_ROUTES: '["x"]' }, /^UPSTREAM_ROUTES: expected a JSON object/],
   [{ UPSTREAM_ROUTES: '{"a/":"http://x"}' }, /^UPSTREAM_ROUTES: prefix "a\/" must start with \//],
   [{ UPSTREAM_TIMEOUT_MS: '0' }, /^UPSTREAM_TIMEOUT_MS: 0 is out of range/],
+  [{ QUOTA_STORE_TIMEOUT_MS: '5' }, /^QUOTA_STORE_TIMEOUT_MS: 5 is out of range/],
   [{ TLS_CERT_FILE: '/nonexistent.pem' }, /^TLS_KEY_FILE: is required/],
   [{ TLS_CERT_FILE: '/nonexistent.pem', TLS_KEY_FILE: '/nonexistent.key' }, /^TLS_CERT_FILE: cannot read/],
   [{ FORWARDED_HEADERS: 'maybe' }, /^FORWARDED_HEADERS: expected true or false/],

@@ -21,6 +21,7 @@ const MODULES = [
   '../src/policy/policy-file.ts',
   '../src/policy/prices.ts',
   '../src/policy/quota-error.ts',
+  '../src/policy/shared-counts.ts',
   '../src/audit/shipper/shipper-checkpoint.ts',
   '../src/audit/shipper/shipper-mongo.ts',
   '../src/audit/journal/journal-segments.ts',

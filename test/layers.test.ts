@@ -58,6 +58,8 @@ const BENT: Array<[file: string, source: string]> = [
   ['src/audit/shipper/mongo.ts', "import { ProxyMetrics } from '../../telemetry/metrics.ts';"],
   ['src/policy/fixture.ts', "import { ProxyMetrics } from '../telemetry/metrics.ts';"],
   ['src/policy/fixture.ts', "import { fingerprint } from '../audit/record/identity.ts';"],
+  ['src/policy/fixture.ts', "import { MongoClient } from 'mongodb';"],
+  ['src/policy/quota-store-mongo.ts', "import { Recorder } from '../audit/record/recorder.ts';"],
   ['src/fixture.ts', "import { MongoClient } from 'mongodb';"],
   ['src/cli/fixture.ts', "import { EJSON } from 'bson';"],
 ];
@@ -80,6 +82,7 @@ test('the arrows the layers allow are not reported', async () => {
     ['src/audit/shipper/shipper-reader.ts', "import { EJSON } from 'bson';"],
     ['src/audit/journal/journal-line.ts', "import { EJSON } from 'bson';"],
     ['src/policy/fixture.ts', "import { fingerprint } from '../fingerprint.ts';"],
+    ['src/policy/quota-store-mongo.ts', "import { MongoClient } from 'mongodb';\nimport type { Usage } from './limits-counters.ts';"],
     ['src/runtime.ts', "import { Recorder } from './audit/record/recorder.ts';\nimport { ProxyMetrics } from './telemetry/metrics.ts';"],
   ];
   for (const [file, source] of allowed) assert.deepEqual(await reported(file, `${source}\n`), [], `${file}: ${source}`);
@@ -96,6 +99,7 @@ test('eslint.config.js applies the layer rules to the files of each folder', asy
     'layers/audit-shipper': 'src/audit/shipper/mongo.ts',
     'layers/audit-journal-line': 'src/audit/journal/journal-line.ts',
     'layers/policy': 'src/policy/cost.ts',
+    'layers/policy-quota-store': 'src/policy/quota-store-mongo.ts',
   };
   for (const layer of layers) {
     const file = files[layer.name];

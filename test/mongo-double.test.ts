@@ -314,4 +314,28 @@ void describe('mongo double, driven by the real driver', () => {
       await admin.command({ configureFailPoint: 'failCommand', mode: 'off' });
     });
   });
+  void it('findOneAndUpdate and updateOne: upsert, $inc, $setOnInsert, $max, a $lt filter, and 11000 on a taken _id', async () => {
+    await withMongo(async ({ client }) => {
+      const coll = client.db('audit').collection<{ _id: string }>('quotas');
+      const expireAt = new Date('2026-12-08T00:00:00Z');
+      const reserve = (limit: number): Promise<unknown> =>
+        coll.findOneAndUpdate({ _id: 'q', count: { $lt: limit } }, { $inc: { count: 1 }, $setOnInsert: { expireAt } }, { upsert: true, returnDocument: 'after' });
+      assert.deepEqual(await reserve(2), { _id: 'q', count: 1, expireAt });
+      assert.deepEqual(await reserve(2), { _id: 'q', count: 2, expireAt });
+      // Full: the filter fails, the upsert inserts a second 'q', and the unique _id refuses it.
+      await assert.rejects(reserve(2), (err: unknown) => err instanceof MongoServerError && err.code === 11000);
+      // Without upsert, a document that does not match is simply not returned.
+      assert.equal(await coll.findOneAndUpdate({ _id: 'q', count: { $lt: 2 } }, { $inc: { count: 1 } }, { returnDocument: 'after' }), null);
+      // returnDocument before; $setOnInsert is not applied to an existing document; $max keeps the larger.
+      const before = await coll.findOneAndUpdate({ _id: 'q' }, { $inc: { count: -1 }, $setOnInsert: { other: 1 }, $max: { peak: 5 } }, { returnDocument: 'before' });
+      assert.deepEqual(before, { _id: 'q', count: 2, expireAt });
+      await coll.updateOne({ _id: 'q' }, { $max: { peak: 3 }, $inc: { tokens: 1.5 } });
+      assert.deepEqual(await coll.findOne({ _id: 'q' }), { _id: 'q', count: 1, expireAt, peak: 5, tokens: 1.5 });
+      const up = await coll.updateOne({ _id: 'r', kind: 'x' }, { $inc: { n: 2 }, $set: { at: 1 } }, { upsert: true });
+      assert.deepEqual([up.upsertedId, up.matchedCount, up.upsertedCount], ['r', 0, 1]);
+      assert.deepEqual(await coll.findOne({ _id: 'r' }), { _id: 'r', kind: 'x', n: 2, at: 1 });
+      await assert.rejects(coll.updateOne({ _id: 'r' }, { $inc: { n: 1 }, $set: { n: 1 } }), { code: 40 });
+      await assert.rejects(coll.updateOne({ _id: 'r' }, [{ $set: { n: 1 } }]), { code: 238 });
+    });
+  });
 });

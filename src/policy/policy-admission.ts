@@ -4,6 +4,7 @@
  * wherever the client put it, and the policy's institution header left out. The policy is taken
  * once per exchange; a reload mid-exchange does not change what this exchange was decided under.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { identify } from '../fingerprint.ts';
 import type { AdmissionDecision, AdmissionHook, ExchangeIdentity, UpstreamRewrite } from '../proxy/admission.ts';
 import { refusedBy } from '../proxy/admission.ts';
@@ -40,16 +41,22 @@ export function policyAdmission(current: () => Policy, admitted?: (exchange: Exc
       // No limit applies: the lookup is all the work (limitsFor).
       const limits = limitsFor(policy, identity.institution, identity.virtualKey);
       if (limits.institution.length > 0 || limits.virtualKey.length > 0) {
-        const over = limiter.admit(exchange, limits, identity.institution, identity.virtualKey?.fingerprint ?? null);
+        const over = limiter.admit(exchange, limits, identity.institution, identity.virtualKey?.fingerprint ?? null, policy.quotaStoreDown);
+        // A promise only when the counts are shared (MONGODB_URI): one round trip to the store.
+        if (over instanceof Promise) return over.then((refusal) => (refusal !== null ? refusedBy(refusal, facts) : forwarded(policy, identity, facts, req.headers)));
         if (over !== null) return refusedBy(over, facts);
       }
     }
-    const swap = identity.virtualKey === null ? null : identity.virtualKey.upstreamKey;
-    const header = policy.institutionHeader.name;
-    if (swap === null && req.headers[header] === undefined) return { refusal: null, identity: facts, rewrite: null };
-    const virtualKey = identity.credential?.key ?? '';
-    return { refusal: null, identity: facts, rewrite: new PolicyRewrite(header, swap === null ? null : { virtualKey, upstream: swap }) } satisfies AdmissionDecision;
+    return forwarded(policy, identity, facts, req.headers);
   };
+}
+
+function forwarded(policy: Policy, identity: Identity, facts: ExchangeIdentity, headers: IncomingHttpHeaders): AdmissionDecision {
+  const swap = identity.virtualKey === null ? null : identity.virtualKey.upstreamKey;
+  const header = policy.institutionHeader.name;
+  if (swap === null && headers[header] === undefined) return { refusal: null, identity: facts, rewrite: null };
+  const virtualKey = identity.credential?.key ?? '';
+  return { refusal: null, identity: facts, rewrite: new PolicyRewrite(header, swap === null ? null : { virtualKey, upstream: swap }) };
 }
 
 interface Swap {

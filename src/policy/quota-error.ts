@@ -47,6 +47,18 @@ export class QuotaExceededError extends ProxyError {
   }
 }
 
+/**
+ * MongoDB holds the shared counts and does not answer, and the policy says `quotaStoreDown: closed`:
+ * a 503 as OpenAI's own "overloaded" answers (the SDKs retry those with backoff).
+ */
+export class QuotaUnavailableError extends ProxyError {
+  readonly code = 'quota_unavailable';
+  readonly status = 503;
+  readonly type = 'server_error';
+  readonly outcome = 'rejected';
+  override readonly name = 'QuotaUnavailableError';
+}
+
 /** The refusal of `refusal`'s window at `now` (ms since the epoch). */
 export function quotaExceeded(refusal: QuotaRefusal, now: number): QuotaExceededError {
   const resetAt = new Date(refusal.reset).toISOString();

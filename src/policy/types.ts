@@ -93,8 +93,11 @@ export interface Policy {
   readonly institutionHeader: InstitutionHeader;
   readonly requireInstitution: boolean;
   readonly defaults: { readonly limits: readonly Limit[]; readonly rules: Rules };
-  readonly quotaStoreDown: 'open' | 'closed';
+  readonly quotaStoreDown: QuotaStoreDown;
   /** The file's `prices:`, by lower-cased model name, in prices.ts's vocabulary (merged over the shipped table by exchange-cost.ts). */
   readonly prices: ReadonlyMap<string, ModelPrice>;
   readonly source: PolicySource;
 }
+
+/** What admission does while the shared quota store (MONGODB_URI) does not answer. */
+export type QuotaStoreDown = 'open' | 'closed';

@@ -4,7 +4,7 @@
  * or it forwards with the header and subprotocol rewrites it is given, and it carries the
  * identity on the exchange for the observers. Admission is a hook, not a branch in the core.
  */
-import type { ProxyError } from './errors.ts';
+import { InternalProxyError, type ProxyError } from './errors.ts';
 import type { Exchange } from './observer.ts';
 
 /**
@@ -41,8 +41,16 @@ export interface AdmissionDecision {
   readonly rewrite: UpstreamRewrite | null;
 }
 
-/** Asked once per exchange, before anything goes upstream. */
-export type AdmissionHook = (exchange: Exchange) => AdmissionDecision;
+/**
+ * Asked once per exchange, before anything goes upstream. A promise only when the decision needs
+ * I/O (a limit counted in a shared store); the core stays synchronous otherwise.
+ */
+export type AdmissionHook = (exchange: Exchange) => AdmissionDecision | Promise<AdmissionDecision>;
+
+/** A decision that failed to come (a bug in a hook): the exchange is refused, never forwarded unchecked. */
+export function decided(pending: Promise<AdmissionDecision>): Promise<AdmissionDecision> {
+  return pending.catch((err: unknown) => refusedBy(new InternalProxyError('admission failed', { cause: err })));
+}
 
 export const ADMITTED: AdmissionDecision = Object.freeze({ refusal: null, identity: null, rewrite: null });
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { pipeline, Readable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { AdmissionHook } from './admission.ts';
+import { decided, type AdmissionDecision, type AdmissionHook } from './admission.ts';
 import { ClientAbortedError, ClientTimeoutError, describeError, upstreamError, type ProxyError } from './errors.ts';
 import { clientResponseHeaders, forwardedHeaders, REQUEST_ID_HEADER, upstreamRequestHeaders } from './headers.ts';
 import { newExchange, type Exchange, type Observers, type Taps } from './observer.ts';
@@ -193,6 +193,7 @@ class ForwardedExchange {
   readonly #taps: Taps;
   readonly #cancel = new UpstreamCancel();
   #origin = '';
+  #closed = false;
 
   readonly #inFlight: InFlight | null;
 
@@ -212,6 +213,18 @@ class ForwardedExchange {
     const malformed = headProblem(req);
     if (malformed !== null) return this.refuse(malformed);
     const decision = options.admission(this.#exchange);
+    if (decision instanceof Promise) {
+      void decided(decision).then((d) => this.#admitted(d));
+      return;
+    }
+    this.#admitted(decision);
+  }
+
+  #admitted(decision: AdmissionDecision): void {
+    // The client left while a shared limit store answered: its exchange has ended, nothing goes upstream.
+    if (this.#closed) return;
+    const options = this.#options;
+    const req = this.#req;
     this.#exchange.identity = decision.identity;
     if (decision.refusal !== null) return this.#fail(decision.refusal);
     if (this.#exchange.targetError !== null) return this.#fail(this.#exchange.targetError);
@@ -323,6 +336,7 @@ class ForwardedExchange {
   }
 
   #onClose(): void {
+    this.#closed = true;
     const exchange = this.#exchange;
     const res = this.#res;
     this.#inFlight?.delete(res);

@@ -7,7 +7,7 @@ import type { Agent, IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import type { AdmissionHook } from './admission.ts';
+import { decided, type AdmissionDecision, type AdmissionHook } from './admission.ts';
 import {
   ClientAbortedError,
   MalformedRequestError,
@@ -129,102 +129,112 @@ export function createWebSocketProxy(options: WebSocketProxyOptions): (req: Inco
     }
     const malformed = headProblem(req);
     if (malformed !== null) return rejectHandshake(socket, exchange, malformed);
-    const decision = options.admission(exchange);
-    exchange.identity = decision.identity;
-    if (decision.refusal !== null) return rejectHandshake(socket, exchange, decision.refusal);
-    const rewrite = decision.rewrite;
-    if (exchange.targetError !== null) return rejectHandshake(socket, exchange, exchange.targetError);
-    const resolved = options.router.resolve(exchange);
-    exchange.origin = resolved.origin;
-    exchange.upstreamPath = resolved.pathname;
-    let flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
-    taps.upstreamRequest(flat);
-    // After the taps: what they keep of the head is what the client sent (never a swapped-in key).
-    if (rewrite !== null) flat = rewrite.headers(flat);
-    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
-    const protocols = rewrite === null ? offered : rewrite.subprotocols(offered);
-
-    exchange.upstreamStartHr = performance.now();
-    let upstream: WebSocket;
-    try {
-      // ws refuses (synchronously) duplicate or invalid subprotocols and URLs with a fragment.
-      upstream = new WebSocket(toWebSocketUrl(resolved.origin, resolved.path.split('#')[0] ?? ''), protocols, {
-        headers: headerObject(flat),
-        ca: options.upstreamCa ?? undefined,
-        handshakeTimeout: options.handshakeTimeoutMs,
-        maxPayload: options.maxMessageBytes,
-        agent: options.egressAgent(resolved.origin),
-      });
-    } catch (err) {
-      return rejectHandshake(socket, exchange, new MalformedRequestError(`cannot open the upstream WebSocket: ${(err as Error).message}`));
+    const pending = options.admission(exchange);
+    if (pending instanceof Promise) {
+      void decided(pending).then(admitted);
+      return;
     }
-    const clientGone = (): void => {
-      if (upstream.readyState === WebSocket.CONNECTING) {
-        exchange.error ??= options.cutReason() ?? new ClientAbortedError('client closed the connection during the WebSocket handshake');
-        upstream.terminate();
-      }
-    };
-    socket.once('close', clientGone);
+    admitted(pending);
 
-    let upstreamResponseHeaders: Record<string, string | string[] | undefined> = {};
-    upstream.once('upgrade', (response: IncomingMessage) => {
-      upstreamResponseHeaders = response.headers;
-    });
-    upstream.once('unexpected-response', (_request, response: IncomingMessage) => {
-      exchange.status = response.statusCode ?? 502;
-      exchange.responseHeadHr = performance.now();
-      const chunks: Buffer[] = [];
-      let size = 0;
-      // A refusal body is small; one that breaks off or never ends must not hold the client.
-      const broken = (): void => {
-        exchange.error ??= upstreamError(Object.assign(new Error('upstream refusal broke off'), { code: 'ECONNRESET' }), resolved.origin, true);
-        socket.destroy();
-      };
-      response.once('error', broken);
-      response.once('aborted', broken);
-      response.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_REFUSAL_BYTES) return void response.destroy(new Error('refusal body too large'));
-        chunks.push(c);
-      });
-      response.once('end', () => {
-        const relayed: ResponseHeaders = {};
-        for (const [k, v] of Object.entries(response.headers)) {
-          if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) relayed[k] = v;
+    function admitted(decision: AdmissionDecision): void {
+      // The client may have gone while a shared limit store answered.
+      if (socket.destroyed) return;
+      exchange.identity = decision.identity;
+      if (decision.refusal !== null) return rejectHandshake(socket, exchange, decision.refusal);
+      const rewrite = decision.rewrite;
+      if (exchange.targetError !== null) return rejectHandshake(socket, exchange, exchange.targetError);
+      const resolved = options.router.resolve(exchange);
+      exchange.origin = resolved.origin;
+      exchange.upstreamPath = resolved.pathname;
+      let flat = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, options.dropHeaders, true);
+      taps.upstreamRequest(flat);
+      // After the taps: what they keep of the head is what the client sent (never a swapped-in key).
+      if (rewrite !== null) flat = rewrite.headers(flat);
+      const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+      const protocols = rewrite === null ? offered : rewrite.subprotocols(offered);
+
+      exchange.upstreamStartHr = performance.now();
+      let upstream: WebSocket;
+      try {
+        // ws refuses (synchronously) duplicate or invalid subprotocols and URLs with a fragment.
+        upstream = new WebSocket(toWebSocketUrl(resolved.origin, resolved.path.split('#')[0] ?? ''), protocols, {
+          headers: headerObject(flat),
+          ca: options.upstreamCa ?? undefined,
+          handshakeTimeout: options.handshakeTimeoutMs,
+          maxPayload: options.maxMessageBytes,
+          agent: options.egressAgent(resolved.origin),
+        });
+      } catch (err) {
+        return rejectHandshake(socket, exchange, new MalformedRequestError(`cannot open the upstream WebSocket: ${(err as Error).message}`));
+      }
+      const clientGone = (): void => {
+        if (upstream.readyState === WebSocket.CONNECTING) {
+          exchange.error ??= options.cutReason() ?? new ClientAbortedError('client closed the connection during the WebSocket handshake');
+          upstream.terminate();
         }
-        const body = Buffer.concat(chunks);
-        // Through the taps like any response, so the record keeps the refusal's head and body.
-        const status = exchange.status ?? 502;
-        taps.responseHead(status, relayed);
-        if (body.length > 0 && taps.wantsResponseBody) taps.responseChunk(body);
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(relayed)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-        headers[REQUEST_ID_HEADER] = exchange.id;
-        writeRawResponse(socket, status, headers, body);
+      };
+      socket.once('close', clientGone);
+
+      let upstreamResponseHeaders: Record<string, string | string[] | undefined> = {};
+      upstream.once('upgrade', (response: IncomingMessage) => {
+        upstreamResponseHeaders = response.headers;
       });
-    });
-    upstream.once('error', (err) => {
-      if (exchange.status !== null) return;
-      rejectHandshake(socket, exchange, upstreamError(err, resolved.origin, false));
-    });
-    upstream.once('open', () => {
-      socket.off('close', clientGone);
-      exchange.status = 101;
-      exchange.responseHeadHr = performance.now();
-      // The client is confirmed its own entry (a rewritten one, such as a swapped key, stays upstream's).
-      const chosen = rewrite === null ? upstream.protocol : rewrite.clientSubprotocol(upstream.protocol, offered);
-      if (chosen !== '') chosenProtocol.set(req, chosen);
-      const requestId = upstreamResponseHeaders['x-request-id'];
-      extraHeaders.set(req, [`${REQUEST_ID_HEADER}: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
-      // ws answers a bad client handshake itself and never calls back: the upstream must not outlive it.
-      const orphaned = (): void => upstream.terminate();
-      socket.once('close', orphaned);
-      server.handleUpgrade(req, socket, head, (client) => {
-        socket.off('close', orphaned);
-        socket.off('close', end);
-        bridge(client, upstream, exchange, taps, end, options.cutReason);
+      upstream.once('unexpected-response', (_request, response: IncomingMessage) => {
+        exchange.status = response.statusCode ?? 502;
+        exchange.responseHeadHr = performance.now();
+        const chunks: Buffer[] = [];
+        let size = 0;
+        // A refusal body is small; one that breaks off or never ends must not hold the client.
+        const broken = (): void => {
+          exchange.error ??= upstreamError(Object.assign(new Error('upstream refusal broke off'), { code: 'ECONNRESET' }), resolved.origin, true);
+          socket.destroy();
+        };
+        response.once('error', broken);
+        response.once('aborted', broken);
+        response.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_REFUSAL_BYTES) return void response.destroy(new Error('refusal body too large'));
+          chunks.push(c);
+        });
+        response.once('end', () => {
+          const relayed: ResponseHeaders = {};
+          for (const [k, v] of Object.entries(response.headers)) {
+            if (!['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(k) && v !== undefined) relayed[k] = v;
+          }
+          const body = Buffer.concat(chunks);
+          // Through the taps like any response, so the record keeps the refusal's head and body.
+          const status = exchange.status ?? 502;
+          taps.responseHead(status, relayed);
+          if (body.length > 0 && taps.wantsResponseBody) taps.responseChunk(body);
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(relayed)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+          headers[REQUEST_ID_HEADER] = exchange.id;
+          writeRawResponse(socket, status, headers, body);
+        });
       });
-    });
+      upstream.once('error', (err) => {
+        if (exchange.status !== null) return;
+        rejectHandshake(socket, exchange, upstreamError(err, resolved.origin, false));
+      });
+      upstream.once('open', () => {
+        socket.off('close', clientGone);
+        exchange.status = 101;
+        exchange.responseHeadHr = performance.now();
+        // The client is confirmed its own entry (a rewritten one, such as a swapped key, stays upstream's).
+        const chosen = rewrite === null ? upstream.protocol : rewrite.clientSubprotocol(upstream.protocol, offered);
+        if (chosen !== '') chosenProtocol.set(req, chosen);
+        const requestId = upstreamResponseHeaders['x-request-id'];
+        extraHeaders.set(req, [`${REQUEST_ID_HEADER}: ${exchange.id}`, ...(typeof requestId === 'string' ? [`x-request-id: ${requestId}`] : [])]);
+        // ws answers a bad client handshake itself and never calls back: the upstream must not outlive it.
+        const orphaned = (): void => upstream.terminate();
+        socket.once('close', orphaned);
+        server.handleUpgrade(req, socket, head, (client) => {
+          socket.off('close', orphaned);
+          socket.off('close', end);
+          bridge(client, upstream, exchange, taps, end, options.cutReason);
+        });
+      });
+    }
   };
 }
 

@@ -6,13 +6,14 @@
  * OP_QUERY handshake with OP_REPLY, then speaks OP_MSG, including kind-1 document sequences and
  * `moreToCome`. Commands: hello/isMaster, ping, buildInfo, endSessions, insert, createIndexes,
  * listIndexes, find, getMore, killCursors, count, aggregate (only the `countDocuments` pipeline),
- * delete, drop, dropDatabase, and configureFailPoint `failCommand` (`closeConnection`,
+ * update and findAndModify (operators $inc, $set, $setOnInsert, $max; upsert; no pipelines), delete, drop, dropDatabase, and configureFailPoint `failCommand` (`closeConnection`,
  * `errorCode`, `blockConnection`, and the non-standard `closeConnectionAfterApply`).
  * Outages: stop()/start() on the same port, stall(), and a socket dropped in the middle of an insert.
  *
  * What it does NOT fake, so a passing test proves nothing about these against a real mongod:
  * - Query semantics beyond equality, $in/$nin, $ne, $gt/$gte/$lt/$lte, $exists and $and/$or/$nor.
- *   There is no collation, regex, $elemMatch, projection, update, findAndModify, or sparse,
+ *   There is no collation, regex, $elemMatch, projection, update operators other than the four above,
+ *   replacement or pipeline updates, arrayFilters, or sparse,
  *   partial or multikey unique index. Array sorting only approximates mongod's min/max rule.
  *   Longs above 2^53 lose precision when compared.
  * - Error wording, codeNames and errInfo. Query plans, index use for reads, size and sort limits.
@@ -29,7 +30,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { EJSON, Long, ObjectId, calculateObjectSize, deserialize, serialize } from 'bson';
+import { Double, EJSON, Int32, Long, ObjectId, calculateObjectSize, deserialize, serialize } from 'bson';
 import type { Document } from 'bson';
 
 export interface MongoDouble {
@@ -455,6 +456,8 @@ class MongoDoubleServer implements MongoDouble {
       case 'count': return { n: this.select(cmd, db, cmd.query).length, ok: 1 };
       case 'aggregate': return this.aggregate(cmd, db);
       case 'delete': return this.delete(cmd, db);
+      case 'update': return this.update(cmd, db);
+      case 'findAndModify': case 'findandmodify': return this.findAndModify(cmd, db);
       case 'drop': return this.drop(cmd, db);
       case 'dropDatabase': return this.dropDatabase(db);
       case 'configureFailPoint': return this.configureFailPoint(cmd);
@@ -609,6 +612,47 @@ class MongoDoubleServer implements MongoDouble {
     return { n, ok: 1 };
   }
 
+  /** Each statement on the first match, as mongod does without `multi`; a duplicate key is that statement's write error. */
+  private update(cmd: Doc, db: string): Doc {
+    const ns = `${db}.${str(cmd.update, 'update')}`;
+    const coll = this.ensure(db, cmd.update);
+    const writeErrors: Doc[] = [];
+    const upserted: Doc[] = [];
+    let n = 0;
+    let nModified = 0;
+    for (const [index, statement] of docs(cmd.updates, 'updates').entries()) {
+      if (statement.multi === true || statement.arrayFilters !== undefined || statement.collation !== undefined || statement.hint !== undefined) {
+        throw notImplemented('update options (multi, arrayFilters, collation, hint)');
+      }
+      const outcome = modify(coll, ns, docs([statement.q], 'q')[0] ?? {}, statement.u, statement.upsert === true);
+      if ('error' in outcome) {
+        writeErrors.push({ ...outcome.error, index });
+        if (cmd.ordered === false) continue;
+        break;
+      }
+      n += 1;
+      if (outcome.inserted) upserted.push({ index, _id: outcome.after._id });
+      else nModified += canonical(outcome.before) === canonical(outcome.after) ? 0 : 1;
+    }
+    return { n, nModified, ...(upserted.length > 0 ? { upserted } : {}), ...(writeErrors.length > 0 ? { writeErrors } : {}), ok: 1 };
+  }
+
+  /** findOneAndUpdate: the first match (no sort), its document before or after (`new`); a duplicate key fails the command. */
+  private findAndModify(cmd: Doc, db: string): Doc {
+    const name = cmd.findAndModify ?? cmd.findandmodify;
+    const ns = `${db}.${str(name, 'findAndModify')}`;
+    for (const option of ['remove', 'sort', 'fields', 'arrayFilters', 'collation', 'hint', 'let']) {
+      if (cmd[option] !== undefined && !(option === 'remove' && cmd.remove === false) && !(isDoc(cmd[option]) && Object.keys(cmd[option]).length === 0)) {
+        throw notImplemented(`findAndModify option ${option}`);
+      }
+    }
+    const outcome = modify(this.ensure(db, name), ns, docs([cmd.query ?? {}], 'query')[0] ?? {}, cmd.update, cmd.upsert === true);
+    if ('error' in outcome) throw new CommandError(11000, 'DuplicateKey', String(outcome.error.errmsg));
+    if (outcome.after === null) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
+    const lastErrorObject = outcome.inserted ? { n: 1, updatedExisting: false, upserted: outcome.after._id } : { n: 1, updatedExisting: true };
+    return { lastErrorObject, value: cmd.new === true ? outcome.after : outcome.before, ok: 1 };
+  }
+
   /** Since 7.0 mongod no longer fails when the collection does not exist. */
   private drop(cmd: Doc, db: string): Doc {
     const ns = `${db}.${str(cmd.drop, 'drop')}`;
@@ -677,6 +721,95 @@ function remove(coll: Collection, predicate: (d: Doc) => boolean, limit: number)
   coll.docs = coll.docs.filter((d) => !(left > 0 && predicate(d) && left-- > 0));
   for (const ix of coll.indexes) ix.seen = new Set(ix.unique ? coll.docs.map((d) => uniqueKey(ix, d)) : []);
   return before - coll.docs.length;
+}
+
+type Modified = { before: Doc | null; after: Doc; inserted: boolean } | { before: null; after: null; inserted: false } | { error: Doc };
+
+/**
+ * One update of the first document matching `filter`, in place. With `upsert` and no match, the new
+ * document is the filter's equality fields, then the update with $setOnInsert applied, as mongod
+ * builds it; if its _id (or another unique key) is taken, mongod fails with 11000, and so does this.
+ */
+function modify(coll: Collection, ns: string, filter: Doc, update: unknown, upsert: boolean): Modified {
+  if (!isDoc(update)) throw notImplemented('replacement or pipeline updates');
+  const operators = Object.keys(update);
+  if (operators.length === 0 || operators.some((op) => !UPDATE_OPERATORS.has(op))) throw notImplemented(`update ${canonical(update)}`);
+  const found = coll.docs.findIndex((d) => matches(d, filter));
+  if (found >= 0) {
+    const before = coll.docs[found] as Doc;
+    const after = applyUpdate(structuredCloneDoc(before), update, false);
+    if (canonical(after._id) !== canonical(before._id)) throw new CommandError(66, 'ImmutableField', "Performing an update on the path '_id' would modify the immutable field '_id'");
+    coll.docs[found] = after;
+    for (const ix of coll.indexes) ix.seen = new Set(ix.unique ? coll.docs.map((d) => uniqueKey(ix, d)) : []);
+    return { before, after, inserted: false };
+  }
+  if (!upsert) return { before: null, after: null, inserted: false };
+  const seed: Doc = {};
+  for (const [key, cond] of Object.entries(filter)) {
+    if (key.startsWith('$') || (isDoc(cond) && Object.keys(cond)[0]?.startsWith('$'))) continue;
+    seed[key] = cond;
+  }
+  const fresh = applyUpdate(seed, update, true);
+  const doc = { _id: '_id' in fresh ? fresh._id : new ObjectId(), ...fresh };
+  const clash = coll.indexes.find((ix) => ix.unique && ix.seen.has(uniqueKey(ix, doc)));
+  if (clash) return { error: duplicateKeyError(0, ns, clash, doc) };
+  for (const ix of coll.indexes) if (ix.unique) ix.seen.add(uniqueKey(ix, doc));
+  coll.docs.push(doc);
+  return { before: null, after: doc, inserted: true };
+}
+
+const UPDATE_OPERATORS = new Set(['$inc', '$set', '$setOnInsert', '$max']);
+
+/** A copy that keeps the BSON wrappers (Int32, Double, Long) as they are. */
+function structuredCloneDoc(doc: Doc): Doc {
+  return deserialize(serialize(doc), EXACT);
+}
+
+function applyUpdate(doc: Doc, update: Doc, inserting: boolean): Doc {
+  const touched = new Set<string>();
+  for (const [op, fields] of Object.entries(update)) {
+    if (!isDoc(fields)) throw new CommandError(9, 'FailedToParse', `Modifiers operate on fields but we found type ${typeof fields} instead`);
+    if (op === '$setOnInsert' && !inserting) continue;
+    for (const [path, value] of Object.entries(fields)) {
+      // mongod refuses two operators on one path in the same update.
+      if (touched.has(path)) throw new CommandError(40, 'ConflictingUpdateOperators', `Updating the path '${path}' would create a conflict at '${path}'`);
+      touched.add(path);
+      const old = valuesAt(doc, path)[0];
+      if (op === '$inc') setPath(doc, path, increment(old, value, path));
+      else if (op === '$max') { if (old === undefined || compare(value, old) > 0) setPath(doc, path, value); }
+      else setPath(doc, path, value);
+    }
+  }
+  return doc;
+}
+
+function setPath(doc: Doc, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let at: Doc = doc;
+  for (const part of parts.slice(0, -1)) {
+    const next = at[part];
+    if (next === undefined) at = at[part] = {};
+    else if (isDoc(next)) at = next;
+    else throw notImplemented(`updating ${path} through a non-document`);
+  }
+  at[parts[parts.length - 1] as string] = value;
+}
+
+/** mongod's numeric promotion: a double wins, then a long; two int32s stay int32 unless they overflow. */
+function increment(old: unknown, by: unknown, path: string): unknown {
+  const a = old === undefined ? 0 : num(old);
+  const b = num(by);
+  if (a === undefined || b === undefined) throw new CommandError(14, 'TypeMismatch', `Cannot apply $inc to a value of non-numeric type at ${path}`);
+  const kinds = [old === undefined ? 'Int32' : numberKind(old), numberKind(by)];
+  const sum = a + b;
+  if (kinds.includes('Double')) return new Double(sum);
+  if (kinds.includes('Long') || Math.abs(sum) > 2 ** 31 - 1) return Long.fromNumber(sum);
+  return new Int32(sum);
+}
+
+function numberKind(v: unknown): string {
+  if (typeof v === 'number') return Number.isInteger(v) ? 'Int32' : 'Double';
+  return bsonType(v) ?? 'Double';
 }
 
 function isCountGroup(arg: unknown): arg is Doc {
