@@ -406,7 +406,7 @@ function readConfig(env: Env): Config {
     egressProxy: egressProxy(env),
     forwardedHeaders: bool(env, 'FORWARDED_HEADERS', false),
     // Keeps a 1 GiB pod well clear of its limit under the probes (README, "Memory budget").
-    memoryBudgetBytes: int(env, 'MEMORY_BUDGET_BYTES', 96 * MIB, MIB, Number.MAX_SAFE_INTEGER),
+    memoryBudgetBytes: int(env, 'MEMORY_BUDGET_BYTES', 64 * MIB, MIB, Number.MAX_SAFE_INTEGER),
     audit: audit(env),
     metrics: {
       enabled: bool(env, 'METRICS_ENABLED', true),

@@ -17,7 +17,7 @@ test('defaults match the README', () => {
   assert.equal(c.upstreamTimeoutMs, 600_000);
   assert.equal(c.upstreamMaxConnections, null);
   assert.equal(c.forwardedHeaders, false);
-  assert.equal(c.memoryBudgetBytes, 96 * 1024 * 1024);
+  assert.equal(c.memoryBudgetBytes, 64 * 1024 * 1024);
   assert.equal(c.tls, null);
   assert.deepEqual(c.routes, []);
   assert.equal(c.audit.enabled, true);
