@@ -3,9 +3,6 @@
  * lines pile up (backpressure), and what waits meanwhile is bounded by the memory budget.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
@@ -18,9 +15,9 @@ import { startTestProxy } from './support/proxy.ts';
 import { installSlowDisk } from './support/slow-disk.ts';
 import { bareRecord } from './support/records.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { removeTempDirs, tempDir } from './support/temp-dirs.ts';
 
 const MIB = 1024 * 1024;
-const tempDirs: string[] = [];
 let upstream: Upstream;
 
 before(async () => {
@@ -29,14 +26,8 @@ before(async () => {
 
 after(async () => {
   await upstream.close();
-  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  await removeTempDirs();
 });
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'journal-backpressure-test-'));
-  tempDirs.push(dir);
-  return dir;
-}
 
 function record(n: number, text: string): AuditRecord {
   const captured = { contentType: 'text/plain', bytes: text.length, body: text, bodyEncoding: 'text', sha256: '00'.repeat(32) } as const;
@@ -47,7 +38,7 @@ describe('journal backpressure', () => {
   test('past its high-water mark the journal asks writers to wait, and lets them go as the disk catches up', async () => {
     const disk = installSlowDisk();
     const budget = new MemoryBudget(64 * MIB);
-    const dir = await tempDir();
+    const dir = await tempDir('journal-backpressure-test-');
     try {
       const journal = await Journal.open({
         dir, segmentBytes: 4 * MIB, fsync: 'interval', log: () => undefined, highWaterBytes: 64 * 1024, memory: budget.account('journal'),
@@ -75,7 +66,7 @@ describe('journal backpressure', () => {
 
   test('70 concurrent requests with 2 MiB records on a stalled disk: none dropped, all written once it moves, memory bounded', async (t) => {
     const disk = installSlowDisk();
-    const dir = await tempDir();
+    const dir = await tempDir('journal-backpressure-test-');
     const budgetBytes = 32 * MIB;
     const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: dir, MEMORY_BUDGET_BYTES: String(budgetBytes) });
     try {

@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, open, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, test } from 'node:test';
@@ -18,22 +17,16 @@ import { enforceRetention, segmentPath } from '../src/audit/journal/journal-segm
 import { JSON_TEXT, type AuditRecord } from '../src/audit/record/record.ts';
 import { waitForWritable } from './support/audit.ts';
 import { chatRecord } from './support/records.ts';
+import { removeTempDirs, tempDir } from './support/temp-dirs.ts';
 
-const tempDirs: string[] = [];
 
 /** A record's journal line, embedded JSON bodies included, as text. */
 function lineOf(rec: AuditRecord): string {
   return recordLine(rec).pieces.map((piece) => piece.toString()).join('');
 }
 after(async () => {
-  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  await removeTempDirs();
 });
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'audit-journal-test-'));
-  tempDirs.push(dir);
-  return dir;
-}
 
 function record(n: number, body: unknown = { model: 'gpt-4o-mini', n }): AuditRecord {
   return chatRecord(n, { requestBody: body });
@@ -91,7 +84,7 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 describe('audit journal', () => {
   test('20,000 records come back once each, in order, Dates as Dates, over rotated segments', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, segmentBytes: 256 * 1024 });
     let commits = 0;
     journal.onCommit(() => commits++);
@@ -127,7 +120,7 @@ describe('audit journal', () => {
   });
 
   test('rotates only at line boundaries; a record larger than a segment goes in whole', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, segmentBytes: 4096 });
     for (let n = 0; n < 30; n++) journal.append(record(n, { text: 'x'.repeat(n === 10 ? 10_000 : 300) }));
     await journal.close();
@@ -142,7 +135,7 @@ describe('audit journal', () => {
   });
 
   test('group commit: appends made while a write is in flight share the next write', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, fsync: 'always', segmentBytes: 16 * 1024 * 1024 });
     for (let n = 0; n < 1000; n++) journal.append(record(n));
     await journal.flush();
@@ -161,7 +154,7 @@ describe('audit journal', () => {
   });
 
   test('a record that cannot be serialized is dropped and counted; append does not throw', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const logs: string[] = [];
     const journal = await openJournal({ dir }, logs);
     const throwing = {
@@ -177,7 +170,7 @@ describe('audit journal', () => {
   });
 
   test('fsync always: every batch is fsynced before it counts as committed', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, fsync: 'always' });
     const fsyncsAtCommit: number[] = [];
     journal.onCommit(() => fsyncsAtCommit.push(journal.stats.fsyncs));
@@ -192,7 +185,7 @@ describe('audit journal', () => {
   test('fsync interval: at most one fsync per interval, and flush makes everything durable', async (t) => {
     // The clock is mocked (the sync timer and the Date.now() it is measured with); the disk is real.
     t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.now() });
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, fsync: 'interval', fsyncIntervalMs: 50 });
     const committed = (): Promise<void> => new Promise((resolve) => {
       const off = journal.onCommit(() => {
@@ -222,7 +215,7 @@ describe('audit journal', () => {
   });
 
   test('fsync never: no fsync until close', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, fsync: 'never' });
     for (let n = 0; n < 100; n++) journal.append(record(n));
     await journal.flush();
@@ -234,7 +227,7 @@ describe('audit journal', () => {
   });
 
   test('a torn last line is cut on open, counted and logged; appends go to a new segment', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const first = await openJournal({ dir });
     for (let n = 0; n < 100; n++) first.append(record(n));
     await first.close();
@@ -255,7 +248,7 @@ describe('audit journal', () => {
   });
 
   test('SIGKILL while appending with fsync always: every line parses, no holes, nothing committed lost', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'support/journal-writer.ts'), dir], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -277,7 +270,7 @@ describe('audit journal', () => {
   });
 
   test('retention by bytes deletes the oldest segments the shipper lets go', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const writer = await openJournal({ dir, segmentBytes: 4096 });
     for (let n = 0; n < 100; n++) writer.append(record(n));
     await writer.close();
@@ -299,7 +292,7 @@ describe('audit journal', () => {
   });
 
   test('retention by days goes by mtime, respects canDelete and never deletes the active segment', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const writer = await openJournal({ dir, segmentBytes: 4096 });
     for (let n = 0; n < 50; n++) writer.append(record(n));
     await writer.close();
@@ -323,7 +316,7 @@ describe('audit journal', () => {
       t.skip('no /dev/full on this system');
       return;
     }
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const logs: string[] = [];
     const journal = await openJournal({ dir, segmentBytes: 4096, fsync: 'always' }, logs);
     const changes: boolean[] = [];
@@ -350,7 +343,7 @@ describe('audit journal', () => {
   });
 
   test('a journal directory that cannot be created (ENOTDIR): open resolves unwritable, recovers later', async () => {
-    const parent = await tempDir();
+    const parent = await tempDir('audit-journal-test-');
     const blocker = join(parent, 'not-a-dir');
     await writeFile(blocker, 'x');
     const logs: string[] = [];
@@ -370,7 +363,7 @@ describe('audit journal', () => {
   });
 
   test('disk full on a 256 KiB tmpfs: writable goes false, drops are counted, space freed, writes resume', async (t) => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir], { stdio: 'pipe' });
     } catch (err) {
@@ -404,7 +397,7 @@ describe('audit journal', () => {
     assert.deepEqual(ids, [0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34].map((n) => `req-${n}`));
   });
   test('its directory deleted while writing: noticed, logged, counted, and the next records land in it made again', async () => {
-    const dir = join(await tempDir(), 'journal');
+    const dir = join(await tempDir('audit-journal-test-'), 'journal');
     const logs: string[] = [];
     const reopened = logged(logs, 'gone from the directory');
     const journal = await Journal.open({ dir, segmentBytes: 1024 * 1024, fsync: 'interval', checkIntervalMs: 20, log: (msg) => logs.push(msg) });
@@ -431,7 +424,7 @@ describe('audit journal', () => {
 
   test('its directory cut off (a path component now a file): unwritable, not writing into the void; resumes once it can be made', async () => {
     // The path goes through a symlink, swapped by rename: atomic, so no check can fall in between.
-    const base = await tempDir();
+    const base = await tempDir('audit-journal-test-');
     const blocker = join(base, 'blocker');
     await writeFile(blocker, 'not a directory');
     await mkdir(join(base, 'first'));
@@ -463,7 +456,7 @@ describe('audit journal', () => {
 
 describe('audit journal lines', () => {
   test('varied records round-trip through EJSON.parse unchanged', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const bodies: unknown[] = [
       { nested: { deep: { deeper: [1, 2.5, -3e-7, 1e21, Number.MAX_SAFE_INTEGER, null, true, 'é'] } } },
       'raw SSE text\ndata: {"a":1}\n\n',
@@ -531,7 +524,7 @@ describe('audit journal lines', () => {
   });
 
   test('lines of every size come back whole: many small ones, multi-byte text, larger than an encoding slab', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const bodies: unknown[] = [
       ...Array.from({ length: 300 }, (_, n) => ({ n, text: 'ok '.repeat(n) })),
       { text: 'é🎉'.repeat(40_000) },
@@ -570,7 +563,7 @@ describe('audit journal lines', () => {
       const withoutBody = (r: AuditRecord): AuditRecord => ({ ...r, request: { ...r.request, body: null } });
       assert.deepEqual(withoutBody(back), withoutBody(EJSON.parse(EJSON.stringify(rec, { relaxed: true }), { relaxed: true }) as AuditRecord), `record ${n}`);
     }
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir });
     for (const rec of records) journal.append(rec);
     await journal.close();
@@ -628,7 +621,7 @@ describe('audit journal lines', () => {
       rec.request = { ...rec.request, body: JSON.parse(text) as unknown, [JSON_TEXT]: Buffer.from(text) };
       return rec;
     });
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir });
     for (const rec of records) journal.append(rec);
     journal.append(record(6, circular));
@@ -661,7 +654,7 @@ describe('audit journal lines', () => {
   });
 
   test('user keys Extended JSON would misread are escaped so every line still reads back', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const bodies = [
       { $date: '2020-01-01T00:00:00Z', other: 1 },
       { $oid: 'not-hex' },
@@ -691,7 +684,7 @@ describe('audit journal lines', () => {
   });
 
   test('throughput with ~2 KiB records and fsync interval (printed, not asserted)', async (t) => {
-    const dir = await tempDir();
+    const dir = await tempDir('audit-journal-test-');
     const journal = await openJournal({ dir, segmentBytes: 64 * 1024 * 1024, fsync: 'interval' });
     const records = Array.from({ length: 1000 }, (_, n) => realisticRecord(n));
     const total = 40_000;

@@ -5,10 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { MemoryBudget } from '../src/memory-budget.ts';
@@ -16,10 +13,10 @@ import { recordOf } from './support/audit.ts';
 import { until } from './support/net.ts';
 import { startTestProxy } from './support/proxy.ts';
 import { startUpstream, type Upstream } from './support/upstream.ts';
+import { removeTempDirs, tempDir } from './support/temp-dirs.ts';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
-const tempDirs: string[] = [];
 let upstream: Upstream;
 
 before(async () => {
@@ -28,14 +25,8 @@ before(async () => {
 
 after(async () => {
   await upstream.close();
-  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  await removeTempDirs();
 });
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'memory-budget-test-'));
-  tempDirs.push(dir);
-  return dir;
-}
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -56,7 +47,7 @@ describe('memory budget', () => {
   });
 
   test('a body captured once the budget is spent by stalled uploads is omitted, with the reason; bytes and sha256 still whole', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('memory-budget-test-');
     const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, AUDIT_ENABLED: 'true', AUDIT_DIR: dir, MEMORY_BUDGET_BYTES: String(MIB) });
     // An upload that sends 900 KiB of its 1 MiB and stalls: its capture holds what it has kept.
     const stalledBody = Buffer.alloc(MIB, 'a');
@@ -99,7 +90,7 @@ describe('memory budget', () => {
   });
 
   test('STREAM_USAGE=inject past the budget: 503 proxy_overloaded, OpenAI-shaped, nothing forwarded; within it, injected', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('memory-budget-test-');
     const proxy = await startTestProxy({ UPSTREAM_URL: upstream.url, STREAM_USAGE: 'inject', MEMORY_BUDGET_BYTES: String(MIB), AUDIT_ENABLED: 'true', AUDIT_DIR: dir });
     try {
       const before = upstream.requests.length;

@@ -3,8 +3,7 @@
  * indexes, outages, dropped connections, stalls, restarts, torn lines and segment deletion.
  */
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -19,14 +18,14 @@ import type { AuditRecord } from '../src/audit/record/record.ts';
 import { startMongoDouble } from './support/mongo-double.ts';
 import type { MongoDouble } from './support/mongo-double.ts';
 import { chatRecord } from './support/records.ts';
+import { removeTempDirs, tempDir } from './support/temp-dirs.ts';
 
 const CLIENT: MongoClientOptions = { serverSelectionTimeoutMS: 1000, heartbeatFrequencyMS: 500, connectTimeoutMS: 1000 };
 const DB = 'openai_proxy';
 const COLL = 'requests';
 
-const tempDirs: string[] = [];
 after(async () => {
-  await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  await removeTempDirs();
 });
 
 /** A chat completion as the proxy records it, ended just now. */
@@ -78,14 +77,8 @@ interface FixtureOptions {
   journal?: Partial<JournalOptions>;
 }
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mongo-shipper-test-'));
-  tempDirs.push(dir);
-  return dir;
-}
-
 async function setUp(t: TestContext, opts: FixtureOptions = {}): Promise<Fixture> {
-  const dir = await tempDir();
+  const dir = await tempDir('mongo-shipper-test-');
   const mongo = await startMongoDouble({ maxWriteBatchSize: opts.maxWriteBatchSize ?? 1000 });
   if (opts.down === true) await mongo.stop();
   const shippers: MongoShipper[] = [];
@@ -177,7 +170,7 @@ describe('MongoShipper', () => {
     assert.equal(f.stored(DB).length, 0);
 
     // Nothing listens on port 9: these only show the name chosen.
-    const dir = await tempDir();
+    const dir = await tempDir('mongo-shipper-test-');
     const journal = { onCommit: () => () => undefined, activeSegment: null };
     const named = (uri: string): string => {
       const probe = MongoShipper.start({ uri, db: 'fallback', dir, ttlDays: null, keepShipped: true, journal, clientOptions: CLIENT });
