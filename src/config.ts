@@ -365,7 +365,9 @@ function mongodbUri(value: string | undefined): string | null {
  */
 function refuseIneffective(env: Env, config: Config): void {
   if (!config.audit.enabled) {
-    for (const name of ['MONGODB_URI', 'AUDIT_TTL_DAYS']) {
+    // With a policy file, MONGODB_URI also holds the shared limit counts.
+    const unused = config.policy === null ? ['MONGODB_URI', 'AUDIT_TTL_DAYS'] : ['AUDIT_TTL_DAYS'];
+    for (const name of unused) {
       if (raw(env, name) !== undefined) throw new ConfigError(name, 'does nothing with AUDIT_ENABLED=false (there is no journal to ship)');
     }
     if (config.audit.required) throw new ConfigError('AUDIT_REQUIRED', 'true does nothing with AUDIT_ENABLED=false (there is no journal to require)');
@@ -375,6 +377,9 @@ function refuseIneffective(env: Env, config: Config): void {
   }
   if (config.audit.mongodbUri === null && config.audit.ttlDays !== null) {
     throw new ConfigError('AUDIT_TTL_DAYS', 'does nothing without MONGODB_URI (it is the TTL of the MongoDB collection)');
+  }
+  if (raw(env, 'QUOTA_STORE_TIMEOUT_MS') !== undefined && (config.audit.mongodbUri === null || config.policy === null)) {
+    throw new ConfigError('QUOTA_STORE_TIMEOUT_MS', 'does nothing without both MONGODB_URI and POLICY_FILE (it bounds the shared limit counts)');
   }
   if (config.tracing === null && config.genaiCaptureContent) {
     throw new ConfigError('OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT', 'true does nothing with tracing off (set OTEL_EXPORTER_OTLP_ENDPOINT)');

@@ -106,7 +106,7 @@ export async function createRuntime(config: Config): Promise<Runtime> {
       ? new MongoQuotaStore({ uri: config.audit.mongodbUri, db: config.audit.mongodbDb, timeoutMs: config.audit.quotaStoreTimeoutMs })
       : null;
   if (quotaStore !== null && policy !== null && longestWindow(policy.current()) !== null) {
-    quotaStore.ensureIndexes().catch((err: unknown) => log.warn('quotas TTL index not created (retried at the next start)', { error: errorMessage(err) }));
+    quotaStore.ensureIndexes().catch((err: unknown) => log.warn('quotas TTL index not created yet (tried again at the next write)', { error: errorMessage(err) }));
   }
   const shared = quotaStore === null ? null : new SharedCounts(quotaStore, { timeoutMs: config.audit.quotaStoreTimeoutMs });
   const limiter = policy === null ? null : new Limiter({ shared });

@@ -72,6 +72,8 @@ const bad: Array<[Record<string, string>, RegExp]> = [
   [{ AUDIT_ENABLED: 'false', AUDIT_REQUIRED: 'true' }, /^AUDIT_REQUIRED: true does nothing with AUDIT_ENABLED=false/],
   [{ AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', STREAM_USAGE: 'inject' }, /^STREAM_USAGE: inject does nothing with audit, metrics and tracing all off/],
   [{ AUDIT_TTL_DAYS: '30' }, /^AUDIT_TTL_DAYS: does nothing without MONGODB_URI/],
+  [{ QUOTA_STORE_TIMEOUT_MS: '500' }, /^QUOTA_STORE_TIMEOUT_MS: does nothing without both MONGODB_URI and POLICY_FILE/],
+  [{ QUOTA_STORE_TIMEOUT_MS: '500', MONGODB_URI: 'mongodb://mongo:27017/db' }, /^QUOTA_STORE_TIMEOUT_MS: does nothing without both/],
   [{ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' }, /^OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: true does nothing with tracing off/],
   // OTEL_* are read here too, and a bad one is refused rather than ignored.
   [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, /^OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318\/v1\/traces" is not an http\(s\) URL/],
@@ -183,4 +185,10 @@ test('a combination that does nothing stops start-up with one line and exit 2', 
     assert.equal(err.stderr.trim(), 'openai-api-proxy: invalid configuration: MONGODB_URI: does nothing with AUDIT_ENABLED=false (there is no journal to ship)');
     return true;
   });
+});
+
+test('with a policy file, MONGODB_URI holds the shared limit counts, so it is taken with audit off', () => {
+  const config = loadConfig({ AUDIT_ENABLED: 'false', MONGODB_URI: 'mongodb://mongo:27017/db', POLICY_FILE: '/etc/proxy/policy.yaml', QUOTA_STORE_TIMEOUT_MS: '500' });
+  assert.equal(config.audit.mongodbUri, 'mongodb://mongo:27017/db');
+  assert.equal(config.audit.quotaStoreTimeoutMs, 500);
 });

@@ -200,6 +200,22 @@ describe('limits across replicas', () => {
     }
   });
 
+  test('the TTL index comes with the first write, whatever the policy said at start (a limit added by a reload)', async () => {
+    const db = 'quotas_lazy_index';
+    const store = new MongoQuotaStore({ uri: uriFor(db), db, timeoutMs: 2000 });
+    const admin = new MongoClient(uriFor(db));
+    try {
+      await store.reserve('lazy', new Date(Date.UTC(2030, 0, 2)), [{ kind: 'requests', limit: 5 }]);
+      // Nobody asked for the index: the write itself started it, beside the admission.
+      const ttl = async (): Promise<Document | undefined> => (await admin.db(db).collection('quotas').indexes()).find((ix) => ix.name === 'expireAt_ttl');
+      await until(async () => (await ttl()) !== undefined, 5000, 'the TTL index');
+      assert.equal((await ttl())?.expireAfterSeconds, 0);
+    } finally {
+      await store.close();
+      await admin.close();
+    }
+  });
+
   test('MongoDB stopped mid-run, quotaStoreDown: open: admits on local counts (seeded from the shared ones) and adds them to the shared counts when it is back', async (t) => {
     if (double === null) return t.skip('stops the database: the double only');
     const mongo = double;

@@ -110,12 +110,6 @@ export function positiveNumber(value: unknown, path: Path, problems: Problems): 
   return null;
 }
 
-export function nonNegativeNumber(value: unknown, path: Path, problems: Problems): number | null {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
-  problems.add(path, `expected a number of 0 or more, got ${describe(value)}`);
-  return null;
-}
-
 export function positiveInteger(value: unknown, path: Path, problems: Problems): number | null {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
   problems.add(path, `expected a whole number greater than 0, got ${describe(value)}`);

@@ -200,7 +200,8 @@ function upstreamKeyEntry(value: unknown, path: Path, problems: Problems, option
     try {
       secret = readFileSync(isAbsolute(file) ? file : resolve(options.baseDir, file), 'utf8').trim();
     } catch (err) {
-      problems.add([...path, 'file'], `cannot read "${file}": ${(err as Error).message}`);
+      // Not the system's message: it repeats the path, which may be a key pasted in the wrong place.
+      problems.add([...path, 'file'], `cannot read ${describe(file)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
       return null;
     }
     if (secret === '') {

@@ -36,6 +36,7 @@ export class MongoQuotaStore implements QuotaStore {
   readonly #client: MongoClient;
   readonly #quotas: Collection<WindowDoc>;
   readonly #maxTimeMS: number;
+  #indexed: Promise<void> | null = null;
 
   constructor(options: MongoQuotaStoreOptions) {
     this.#client = new MongoClient(options.uri, {
@@ -48,12 +49,28 @@ export class MongoQuotaStore implements QuotaStore {
     this.#maxTimeMS = options.timeoutMs;
   }
 
-  /** The TTL index; the store works before it exists (and while the database is down). */
-  async ensureIndexes(): Promise<void> {
-    await this.#quotas.createIndex({ expireAt: 1 }, { name: 'expireAt_ttl', expireAfterSeconds: 0 });
+  /**
+   * The TTL index, created beside the first write (never in its way) and again after a failure, so
+   * that a limit added by a reload, or a database down at start, still gets its windows expired.
+   * The store works before it exists.
+   */
+  ensureIndexes(): Promise<void> {
+    this.#indexed ??= this.#quotas.createIndex({ expireAt: 1 }, { name: 'expireAt_ttl', expireAfterSeconds: 0 }).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#indexed = null;
+        throw err;
+      },
+    );
+    return this.#indexed;
+  }
+
+  #indexLater(): void {
+    if (this.#indexed === null) this.ensureIndexes().catch(() => undefined);
   }
 
   async reserve(id: string, expireAt: Date, checks: readonly Check[]): Promise<Reservation> {
+    this.#indexLater();
     const filter: Record<string, unknown> = { _id: id };
     for (const check of checks) filter[check.kind] = { $lt: check.limit };
     const options = { returnDocument: 'after', maxTimeMS: this.#maxTimeMS } as const;
@@ -73,6 +90,7 @@ export class MongoQuotaStore implements QuotaStore {
   }
 
   async add(id: string, expireAt: Date, usage: Usage): Promise<void> {
+    this.#indexLater();
     const inc: Partial<Record<(typeof KINDS)[number], number>> = {};
     const onInsert: Record<string, unknown> = { expireAt };
     // A field is either incremented or initialised: mongod refuses both on one path.

@@ -262,7 +262,6 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
     if (options.quotaUsage != null) this.#quotaGauge(options.quotaUsage, registers);
   }
 
-  /** POLICY_FILE reloads (SIGHUP or a file change), by result; an error kept the previous policy. */
   /** Read at scrape time from the limiter: nothing is done per request for it. */
   #quotaGauge(usage: () => QuotaUsage[], registers: Registry<RegistryContentType>[]): void {
     const institutions = this.#institutions;
@@ -288,6 +287,7 @@ export class ProxyMetrics implements MetricsEndpoint, FactsConsumer {
     });
   }
 
+  /** POLICY_FILE reloads (SIGHUP or a file change), by result; an error kept the previous policy. */
   #policyReloads(stats: () => PolicyReloadStats, registers: Registry<RegistryContentType>[]): void {
     const last: PolicyReloadStats = { ok: 0, error: 0 };
     new Counter({
