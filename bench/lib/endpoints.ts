@@ -99,6 +99,8 @@ export function createJournals(names: readonly Exclude<EndpointName, 'direct'>[]
 function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string, policy: BenchPolicy | null): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !CALLER_SETTINGS.test(key)));
   const core = { HOST: '127.0.0.1', UPSTREAM_URL: ctx.upstreamUrl };
+  // What `npm start` runs with no settings: journal and metrics on, no tracing.
+  const defaultStart = { AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, METRICS_ENABLED: 'true', OTEL_SDK_DISABLED: 'true' };
   switch (variant) {
     case 'proxy':
       return { ...env, ...core, AUDIT_ENABLED: 'false', METRICS_ENABLED: 'false', OTEL_SDK_DISABLED: 'true' };
@@ -107,20 +109,11 @@ function proxyEnv(variant: Variant, ctx: StartContext, auditDir: string, policy:
     // What `npm start` runs with no settings (config.ts's defaults): journal and metrics on, no
     // tracing endpoint. The policy variants add only the policy file and its upstream key.
     case 'proxy+default':
-      return { ...env, ...core, AUDIT_ENABLED: 'true', AUDIT_DIR: auditDir, METRICS_ENABLED: 'true', OTEL_SDK_DISABLED: 'true' };
+      return { ...env, ...core, ...defaultStart };
     case 'proxy+policy':
     case 'proxy+limit':
       if (policy === null) throw new Error(`${variant} needs its policy file`);
-      return {
-        ...env,
-        ...core,
-        AUDIT_ENABLED: 'true',
-        AUDIT_DIR: auditDir,
-        METRICS_ENABLED: 'true',
-        OTEL_SDK_DISABLED: 'true',
-        POLICY_FILE: policy.path,
-        [UPSTREAM_KEY_ENV]: CLIENT_KEY,
-      };
+      return { ...env, ...core, ...defaultStart, POLICY_FILE: policy.path, [UPSTREAM_KEY_ENV]: CLIENT_KEY };
     default:
       return {
         ...env,

@@ -262,12 +262,12 @@ export class BodyCapture {
     const content = this.#kept.length === 1 ? (this.#kept[0] as Buffer) : Buffer.concat(this.#kept, this.#keptBytes);
     // JSON text is UTF-8 (RFC 8259 §8.1) and holds no raw control characters: a body that parses
     // needs no further check.
-    if (!truncated && this.#kind === 'json' && isUtf8(content)) {
+    // A character the cap cut in half is no fault of the body.
+    if (!isUtf8(truncated ? content.subarray(0, completeUtf8Length(content)) : content)) return this.#omitted('not_text');
+    if (!truncated && this.#kind === 'json') {
       const parsed = parseJson(content.toString('utf8'));
       if (parsed !== undefined) return { body: parsed, bodyEncoding: 'json', truncated, [JSON_TEXT]: content };
     }
-    // A character the cap cut in half is no fault of the body.
-    if (!isUtf8(truncated ? content.subarray(0, completeUtf8Length(content)) : content)) return this.#omitted('not_text');
     // StringDecoder.write leaves out a character the cap cut in half.
     const text = truncated ? new StringDecoder('utf8').write(content) : content.toString('utf8');
     // Counted only in the rare text that has any: the native search is all most bodies cost.

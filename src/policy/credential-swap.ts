@@ -19,10 +19,7 @@ export function swapCredentialHeaders(flat: readonly string[], virtualKey: strin
     } else if (name === 'api-key' || name === 'openai-api-key') {
       if (value.trim() === virtualKey) out[i + 1] = upstreamKey;
     } else if (name === 'sec-websocket-protocol') {
-      out[i + 1] = value
-        .split(',')
-        .map((protocol) => (subprotocolKey(protocol) === virtualKey ? swapOne(protocol, upstreamKey) : protocol))
-        .join(',');
+      out[i + 1] = swapSubprotocols(value.split(','), virtualKey, upstreamKey).join(',');
     }
   }
   return out;
